@@ -27,7 +27,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "publish": ("publish", "point the computed tags at the signed digest (promotion)"),
     "release": ("release", "everything: preflight, build, scan, sign, publish, report"),
     "verify": ("verify", "check signature, attestations and attested scan of an image reference"),
-    "rollback": ("rollback", "re-point a floating tag to an earlier verified digest"),
+    "promote": ("promote", "verify a digest, then point a floating tag at it (production, rollback)"),
     "workflows": ("workflows", "generate the GitHub Actions and GitLab CI files from the spec"),
     "sandbox": ("sandbox", "start or stop the built-in loopback registry, base image and Trivy DB"),
 }

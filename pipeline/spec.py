@@ -84,6 +84,8 @@ class Image:
     context: str = "."  # relative to the spec file's directory
     dockerfile: str = "Dockerfile"  # relative to `context`
     target: str | None = None
+    # A Dockerfile stage that runs the image's own tests; built for the native platform first.
+    test_target: str | None = None
     build_args: Mapping[str, str] = field(default_factory=_frozen_map)
     secrets: tuple[BuildSecret, ...] = ()
     platforms: tuple[str, ...] = ("linux/amd64", "linux/arm64")

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -64,6 +66,12 @@ class Runner:
         echo: bool = True,
     ) -> None:
         self.env = dict(os.environ if env is None else env)
+        # Tools installed into this interpreter's environment (the pinned Trivy wheel, zizmor)
+        # are found even when that environment is not activated.
+        own_bin = str(Path(sys.executable).parent)
+        path = self.env.get("PATH", os.defpath)
+        if own_bin not in path.split(os.pathsep):
+            self.env["PATH"] = os.pathsep.join([own_bin, path])
         self.echo = echo
         self._lock = threading.Lock()
 
@@ -135,3 +143,26 @@ class Runner:
                 message=error_message,
             )
         return result
+
+    def spawn(
+        self, argv: Sequence[str], *, log: Path, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start a long-lived server (dockerd, a registry) in its own session, output to `log`.
+
+        Servers outlive a single command, so they are the one case not run through `sh`: the
+        caller owns the returned process and stops it.
+        """
+        argv = tuple(str(a) for a in argv)
+        path = self.require(argv[0])
+        if self.echo:
+            ui.command(display(argv) + f"  (background, log: {log})")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                [path, *argv[1:]],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**self.env, **(env or {})},
+                start_new_session=True,
+            )

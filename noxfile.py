@@ -1,0 +1,98 @@
+"""Sessions: the release stages (each runs `python -m pipeline <stage>`), the tests and the linters.
+
+Every stage session installs the package and runs one command with the session's arguments, so
+`nox -s build -- --platform linux/arm64` is exactly `pipeline build --platform linux/arm64`, on a
+laptop and in the generated CI jobs alike. Ordering lives in the engine, not here.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["lint", "tests"]
+nox.options.error_on_missing_interpreters = True
+
+sys.path.insert(0, str(ROOT))
+from pipeline.specload import find_spec_path  # noqa: E402  (stdlib-only: safe before any venv)
+
+SPEC = find_spec_path(None, ROOT)  # the spec every stage session runs with (override: --spec)
+PYTHON = "3.11"
+
+
+def _install(session: nox.Session, *extras: str) -> None:
+    session.install("-q", "-e", f".[{','.join(('tools', *extras))}]")
+
+
+def _stage(session: nox.Session, verb: str) -> None:
+    _install(session)
+    args = list(session.posargs)
+    if "--spec" not in args:
+        args = ["--spec", str(SPEC), *args]
+    session.run("python", "-m", "pipeline", verb, *args)
+
+
+@nox.session(python=PYTHON, default=False)
+def toolchain(session: nox.Session) -> None:
+    """Install and start the real tools (Debian 12 as root); elsewhere list what is missing."""
+    _install(session, "test")
+    session.run("python", "-m", "pipeline", "toolchain", "--root", str(ROOT))
+
+
+@nox.session(python=PYTHON, default=False)
+def doctor(session: nox.Session) -> None:
+    """Print each tool's path and version and whether multi-platform builds will work."""
+    _install(session, "test")
+    session.run("python", "-m", "pipeline", "doctor")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The test command: bootstrap the toolchain, bring up the bench, run every test."""
+    _install(session, "test")
+    session.run("python", "-m", "pipeline", "toolchain", "--root", str(ROOT))
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff and mypy --strict on the package."""
+    _install(session, "lint")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", "pipeline", "tests", "noxfile.py")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON, default=False)
+def workflows(session: nox.Session) -> None:
+    """Write workflows/ from the spec; `-- --check` fails with a diff when they are stale."""
+    _stage(session, "workflows")
+
+
+def _make_stage(verb: str, doc: str) -> None:
+    def stage(session: nox.Session) -> None:
+        _stage(session, verb)
+
+    stage.__doc__ = doc
+    stage.__name__ = verb
+    nox.session(python=PYTHON, name=verb, default=False)(stage)
+
+
+for _verb, _doc in {
+    "plan": "Dry run: print what would be built, tagged, scanned and signed.",
+    "tags": "Print the tags the current context would publish (`-- --json` for details).",
+    "preflight": "Check Dockerfiles and build contexts against the preflight policy.",
+    "build": "Multi-platform build pushed by digest only (`-- --platform P` for one platform).",
+    "merge": "Join per-platform builds from separate jobs into one OCI index.",
+    "scan": "Trivy scan of every platform image by digest; fails on the spec's severities.",
+    "sign": "cosign sign the index digest; attach SBOM and vulnerability attestations.",
+    "publish": "Point the computed tags at the scanned and signed digest.",
+    "release": "The whole release in one process: preflight, build, scan, sign, publish.",
+    "verify": "Verify signature, attestations and attested scan of `-- REF`.",
+    "promote": "Verify a digest, then point a floating tag at it (`-- --tag T [--digest D]`).",
+}.items():
+    _make_stage(_verb, _doc)

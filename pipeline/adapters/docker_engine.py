@@ -1,0 +1,75 @@
+"""The Docker engine through the Docker SDK: daemon checks and running a built image.
+
+Everything the engine's API covers goes here; buildx (no API in the SDK for multi-platform builds
+with attestations) goes through `adapters.buildx` and the runner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from pipeline.errors import CommandError, EnvironmentProblem
+
+
+def client(timeout: int = 30) -> docker.DockerClient:
+    return docker.from_env(timeout=timeout)
+
+
+def ping() -> bool:
+    try:
+        return bool(client(timeout=3).ping())
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError):
+        return False
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    server_version: str
+    containerd_store: bool
+    architecture: str
+
+
+def info() -> EngineInfo:
+    try:
+        c = client()
+        data = c.info()
+        version = c.version().get("Version", "?")
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise EnvironmentProblem(
+            "the Docker daemon is not reachable (is dockerd running? `nox -s toolchain` starts it)"
+        ) from exc
+    driver_status = data.get("DriverStatus") or []
+    containerd = any(
+        "containerd" in str(v) for pair in driver_status for v in pair
+    ) or "containerd" in str(data.get("Driver", ""))
+    return EngineInfo(
+        server_version=version,
+        containerd_store=containerd,
+        architecture=str(data.get("Architecture", "?")),
+    )
+
+
+def require_daemon() -> EngineInfo:
+    engine = info()
+    return engine
+
+
+def run_container(image: str, command: list[str], *, platform: str, timeout: int = 120) -> str:
+    """Run `command` in a throwaway container of `image` for `platform`; return its output."""
+    c = client(timeout=timeout)
+    try:
+        output = c.containers.run(
+            image, command, platform=platform, remove=True, stdout=True, stderr=True
+        )
+    except docker.errors.ContainerError as exc:
+        stderr = exc.stderr.decode("utf-8", "replace") if isinstance(exc.stderr, bytes) else ""
+        raise CommandError(
+            ("docker", "run", image, *command), int(exc.exit_status), "", stderr
+        ) from exc
+    except docker.errors.APIError as exc:
+        raise EnvironmentProblem(f"docker could not run {image} for {platform}: {exc.explanation}") from exc
+    return output.decode("utf-8", "replace") if isinstance(output, bytes) else str(output)

@@ -1,0 +1,26 @@
+"""Where every stage reads and writes its files, relative to the working directory.
+
+The engine writes them, generated CI uploads and downloads them as artifacts: one definition.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+DIST = PurePosixPath("dist")
+STATE = DIST / "state.json"  # what build/scan/sign hand to the next stage
+PLATFORM_STATES = DIST / "platforms"  # one state file per platform built by its own job
+SCAN_DIR = DIST / "scan"  # <image>/<os>-<arch>.{json,sarif,cdx.json}
+REPORT = DIST / "release.json"
+DOTENV = DIST / "release.env"  # GitLab dotenv report: digest and tags for later jobs
+GITLAB_SCANNING_REPORT = DIST / "gl-container-scanning-report.json"
+SARIF_GLOB = "dist/scan/**/*.sarif"
+
+
+def platform_slug(platform: str) -> str:
+    """`linux/arm/v7` -> `linux-arm-v7`: safe in file and artifact names."""
+    return platform.replace("/", "-")
+
+
+def platform_state(platform: str) -> PurePosixPath:
+    return PLATFORM_STATES / f"{platform_slug(platform)}.json"
