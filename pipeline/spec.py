@@ -86,6 +86,9 @@ class Image:
     target: str | None = None
     # A Dockerfile stage that runs the image's own tests; built for the native platform first.
     test_target: str | None = None
+    # The build argument that names the base image. When the Dockerfile's default base cannot be
+    # pulled (offline machines) the built-in local base is passed in it; PIPELINE_BASE_IMAGE wins.
+    base_image_arg: str | None = None
     build_args: Mapping[str, str] = field(default_factory=_frozen_map)
     secrets: tuple[BuildSecret, ...] = ()
     platforms: tuple[str, ...] = ("linux/amd64", "linux/arm64")
@@ -158,6 +161,8 @@ class ScanPolicy:
     ignore_file: str | None = None  # relative to the spec file's directory
     formats: tuple[str, ...] = SCAN_FORMATS
     timeout_seconds: int = 600
+    # An OCI mirror of the Trivy DB (`--db-repository`); PIPELINE_TRIVY_DB_REPOSITORY wins.
+    db_repository: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

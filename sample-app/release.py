@@ -25,6 +25,7 @@ spec = Spec(
             dockerfile="Dockerfile",
             target="runtime",
             test_target="test",
+            base_image_arg="BASE_IMAGE",
             platforms=("linux/amd64", "linux/arm64"),
             description="A small standard-library web service used to exercise the release pipeline.",
             licenses="Apache-2.0",
