@@ -1,0 +1,125 @@
+"""Trivy: one scan per platform image by digest (JSON with every package), then `trivy convert`
+to SARIF, CycloneDX and the cosign-vuln predicate from that JSON, so each image is fetched once.
+
+The gate is not Trivy's `--exit-code`: the engine reads the JSON and applies the spec's policy
+(`pipeline.gate`), so the counts cover every severity while only the policy's severities block.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.adapters.runner import Runner
+from pipeline.errors import CommandError, EnvironmentProblem
+
+# trivy convert's format names for what the engine writes next to the JSON report.
+CONVERSIONS = {"sarif": "sarif", "cyclonedx": "cyclonedx", "cosign-vuln": "cosign-vuln"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScanRequest:
+    target: str  # repo@sha256:… (registry) or a path to an OCI layout (with input=True)
+    platform: str
+    output: Path
+    cache_dir: Path
+    db_repository: str | None = None
+    ignore_file: Path | None = None
+    timeout_seconds: int = 600
+    input_layout: bool = False
+
+
+def scan_argv(request: ScanRequest) -> list[str]:
+    argv = [
+        "trivy",
+        "image",
+        "--quiet",
+        "--cache-dir",
+        str(request.cache_dir),
+        "--scanners",
+        "vuln",
+        "--format",
+        "json",
+        "--list-all-pkgs",
+        "--output",
+        str(request.output),
+        "--platform",
+        request.platform,
+        "--timeout",
+        f"{request.timeout_seconds}s",
+        "--skip-db-update",
+        "--skip-java-db-update",
+        "--skip-version-check",
+    ]
+    if request.ignore_file is not None:
+        argv += ["--ignorefile", str(request.ignore_file)]
+    if request.input_layout:
+        argv += ["--input", request.target]
+    else:
+        argv.append(request.target)
+    return argv
+
+
+def download_db_argv(cache_dir: Path, db_repository: str | None) -> list[str]:
+    argv = [
+        "trivy",
+        "image",
+        "--quiet",
+        "--cache-dir",
+        str(cache_dir),
+        "--download-db-only",
+        "--skip-version-check",
+    ]
+    if db_repository:
+        argv += ["--db-repository", db_repository]
+    return argv
+
+
+def convert_argv(report: Path, fmt: str, output: Path) -> list[str]:
+    return ["trivy", "convert", "--quiet", "--format", fmt, "--output", str(output), str(report)]
+
+
+def load_report(path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EnvironmentProblem(f"trivy wrote no readable JSON report at {path}") from exc
+    if data.get("SchemaVersion") != 2:
+        raise EnvironmentProblem(f"{path}: unexpected Trivy report schema {data.get('SchemaVersion')}")
+    return data
+
+
+class Trivy:
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    def download_db(self, cache_dir: Path, db_repository: str | None) -> None:
+        """Fetch the vulnerability DB once (scans then run with --skip-db-update, in parallel)."""
+        self.runner.run(
+            download_db_argv(cache_dir, db_repository),
+            error_message=f"trivy could not fetch its DB from {db_repository or 'its default'}",
+        )
+
+    def scan(self, request: ScanRequest) -> dict[str, Any]:
+        request.output.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.runner.run(scan_argv(request), timeout=request.timeout_seconds + 60)
+        except CommandError as exc:
+            raise CommandError(
+                exc.argv,
+                exc.returncode,
+                exc.stdout,
+                exc.stderr,
+                message=f"trivy could not scan {request.target} for {request.platform}",
+            ) from None
+        return load_report(request.output)
+
+    def convert(self, report: Path, fmt: str, output: Path) -> Path:
+        self.runner.run(convert_argv(report, CONVERSIONS[fmt], output), quiet=True)
+        return output
+
+    def version(self) -> str:
+        out = self.runner.run(["trivy", "--version", "--format", "json"], quiet=True).stdout
+        return str(json.loads(out).get("Version", "?"))

@@ -1,0 +1,110 @@
+"""OCI documents: reading a layout written by buildx, platform entries of an index, and merging
+per-platform indexes into one. Pure apart from reading the layout's files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+INDEX_TYPES = (OCI_INDEX, "application/vnd.docker.distribution.manifest.list.v2+json")
+ATTESTATION_REFERENCE = "vnd.docker.reference.type"
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: str
+    size: int
+    platform: str | None = None  # os/arch[/variant]; None for attestation manifests
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> Descriptor:
+        return cls(
+            media_type=str(data["mediaType"]),
+            digest=str(data["digest"]),
+            size=int(data["size"]),
+            platform=_platform(data),
+        )
+
+
+def _platform(data: dict[str, Any]) -> str | None:
+    plat = data.get("platform")
+    annotations = data.get("annotations") or {}
+    if not plat or ATTESTATION_REFERENCE in annotations or plat.get("os") == "unknown":
+        return None
+    text = f"{plat['os']}/{plat['architecture']}"
+    return f"{text}/{plat['variant']}" if plat.get("variant") else text
+
+
+def digest_of(body: bytes) -> str:
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def platform_digests(index: dict[str, Any]) -> dict[str, str]:
+    """platform -> image manifest digest for every runnable entry (attestations skipped)."""
+    found: dict[str, str] = {}
+    for entry in index.get("manifests", []):
+        descriptor = Descriptor.parse(entry)
+        if descriptor.platform:
+            found[descriptor.platform] = descriptor.digest
+    return found
+
+
+def merge_indexes(indexes: Sequence[dict[str, Any]], annotations: dict[str, str]) -> bytes:
+    """One OCI index holding every manifest (images and their attestations) of `indexes`.
+
+    Entries are ordered by platform then digest, so the same inputs give the same bytes.
+    """
+    entries: dict[str, dict[str, Any]] = {}
+    for index in indexes:
+        for entry in index.get("manifests", []):
+            entries[entry["digest"]] = entry
+
+    def order(entry: dict[str, Any]) -> tuple[int, str, str]:
+        platform = _platform(entry)
+        return (0 if platform else 1, platform or "", entry["digest"])
+
+    document: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": sorted(entries.values(), key=order),
+    }
+    if annotations:
+        document["annotations"] = dict(sorted(annotations.items()))
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+class Layout:
+    """An OCI image layout directory (buildx `--output type=oci,tar=false`)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def blob(self, digest: str) -> bytes:
+        algorithm, _, hexdigest = digest.partition(":")
+        return (self.root / "blobs" / algorithm / hexdigest).read_bytes()
+
+    def top(self) -> Descriptor:
+        index = json.loads((self.root / "index.json").read_text())
+        return Descriptor.parse(index["manifests"][0])
+
+    def walk(self, descriptor: Descriptor | None = None) -> Iterator[tuple[Descriptor, bytes]]:
+        """Every manifest below and including `descriptor`, children before parents."""
+        descriptor = descriptor or self.top()
+        body = self.blob(descriptor.digest)
+        if descriptor.media_type in INDEX_TYPES:
+            for entry in json.loads(body).get("manifests", []):
+                yield from self.walk(Descriptor.parse(entry))
+        yield descriptor, body
+
+    def blobs_of(self, manifest_body: bytes) -> list[Descriptor]:
+        document = json.loads(manifest_body)
+        return [Descriptor.parse(document["config"])] + [
+            Descriptor.parse(layer) for layer in document.get("layers", [])
+        ]
