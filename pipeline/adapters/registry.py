@@ -9,7 +9,6 @@ exponential backoff; 401/403 fail fast with AuthError, other 4xx with RegistryEr
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -21,16 +20,14 @@ import requests
 import requests.exceptions
 
 from pipeline.errors import AuthError, RegistryError
+from pipeline.oci import INDEX_TYPES, digest_of
 from pipeline.retry import Attempt, Retrier, parse_retry_after, status_is_transient
 from pipeline.secrets import register
 from pipeline.spec import RetryPolicy
 
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-MANIFEST_TYPES = (OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST)
-INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
+MANIFEST_TYPES = (*INDEX_TYPES, OCI_MANIFEST, DOCKER_MANIFEST)
 
 
 @dataclass(frozen=True)
@@ -273,7 +270,7 @@ class RegistryClient:
         if response.status_code == 404:
             return None
         body = response.content
-        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        digest = digest_of(body)
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         if not media_type or media_type == "application/json":
             media_type = str(json.loads(body).get("mediaType", OCI_MANIFEST))
@@ -328,7 +325,7 @@ class RegistryClient:
         return response.content
 
     def push_blob(self, repository: str, data: bytes) -> str:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = digest_of(data)
         if self.blob_exists(repository, digest):
             return digest
         scope = f"repository:{repository}:pull,push"

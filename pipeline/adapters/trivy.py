@@ -38,6 +38,9 @@ def scan_argv(request: ScanRequest) -> list[str]:
         "--quiet",
         "--cache-dir",
         str(request.cache_dir),
+        # Layer analysis cached in memory: parallel scans never wait on one bolt file lock.
+        "--cache-backend",
+        "memory",
         "--scanners",
         "vuln",
         "--format",
@@ -53,8 +56,8 @@ def scan_argv(request: ScanRequest) -> list[str]:
         "--skip-java-db-update",
         "--skip-version-check",
     ]
-    if request.ignore_file is not None:
-        argv += ["--ignorefile", str(request.ignore_file)]
+    # Explicit, so a stray .trivyignore in the working directory never changes a verdict.
+    argv += ["--ignorefile", str(request.ignore_file) if request.ignore_file else ""]
     if request.input_layout:
         argv += ["--input", request.target]
     else:

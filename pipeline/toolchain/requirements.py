@@ -20,6 +20,8 @@ class Tool:
     hint: str  # how to get it by hand on another machine
     required_for: str = "release"
     min_major_minor: tuple[int, int] | None = None
+    # Where the version sits in the output (group 1), when it is not the first dotted number.
+    version_pattern: str = r"(v?\d+\.\d+(?:\.\d+)?)"
 
     @property
     def install_line(self) -> str:
@@ -83,6 +85,7 @@ TOOLS: tuple[Tool, ...] = (
         version_argv=("cosign", "version"),
         hint="cosign 2.4 or newer (sigstore releases)",
         min_major_minor=(2, 4),
+        version_pattern=r"GitVersion:\s*(\S+)",  # Debian's build says "devel"
     ),
     Tool(
         name="trivy",
