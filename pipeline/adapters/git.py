@@ -1,0 +1,120 @@
+"""git: the facts of the local checkout. The only module that uses GitPython.
+
+GitPython is imported inside the function (it costs ~0.1 s and starts `git version`), so commands
+that never read git do not pay for it. Reading refs, tags and config is done in Python; HEAD's
+tags and the dirty check each run one `git` command.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline.context import GitFacts, utc_from_epoch
+from pipeline.errors import SpecError
+
+if TYPE_CHECKING:
+    import git
+
+_SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?!//)(?P<path>.+)$")
+_URL = re.compile(r"^(?P<scheme>[a-z+]+)://(?:[^@/]*@)?(?P<host>[^/:]+)(?::\d+)?/(?P<path>.+)$")
+
+
+def read_git_facts(path: Path) -> GitFacts:
+    """HEAD, its commit time, branch, tags at HEAD, all tags, dirty state of the repo at `path`.
+
+    A folder outside any git repository, a repository without a commit, or a missing `git`
+    executable is a SpecError with one line saying what to do.
+    """
+    try:
+        import git  # noqa: PLC0415 (costs ~0.1 s: only when git is read)
+    except ImportError as exc:  # GitPython raises ImportError when no git executable works
+        raise SpecError(f"git: cannot be used ({exc}); install git") from None
+
+    try:
+        repo = git.Repo(path, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise SpecError(
+            f"{path.resolve()}: not inside a git repository; a release is built from a commit "
+            "(git init && git add -A && git commit)"
+        ) from None
+    try:
+        return _facts(repo)
+    except git.GitCommandError as exc:
+        raise SpecError(f"git: {_last_line(exc.stderr) or exc} (in {repo.working_dir})") from None
+    finally:
+        repo.close()
+
+
+def _facts(repo: git.Repo) -> GitFacts:
+    try:
+        commit = repo.head.commit
+    except ValueError:
+        raise SpecError(
+            f"{repo.working_dir}: the git repository has no commit yet; commit first"
+        ) from None
+    branch = None if repo.head.is_detached else repo.active_branch.name
+    head_tags = tuple(
+        sorted(name for name in repo.git.tag("--points-at", "HEAD").splitlines() if name)
+    )
+    return GitFacts(
+        sha=commit.hexsha,
+        commit_time=utc_from_epoch(commit.committed_date),
+        branch=branch,
+        head_tags=head_tags,
+        tags=tuple(sorted(t.name for t in repo.tags)),
+        dirty=_dirty(repo),
+        default_branch=_origin_head(repo),
+        remote_url=_origin_url(repo),
+        shallow=(Path(repo.git_dir) / "shallow").is_file(),
+    )
+
+
+def _dirty(repo: git.Repo) -> bool:
+    """Tracked files changed, staged or not (one `git status`; it takes no index lock)."""
+    output = repo.git.execute(
+        ["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"]
+    )
+    return bool(str(output).strip())
+
+
+def _origin_head(repo: git.Repo) -> str | None:
+    import git  # noqa: PLC0415
+
+    ref = git.SymbolicReference(repo, "refs/remotes/origin/HEAD")
+    try:
+        target = ref.reference.name  # "origin/main"
+    except (ValueError, TypeError, OSError):
+        return None
+    return target.removeprefix("origin/") or None
+
+
+def _origin_url(repo: git.Repo) -> str | None:
+    try:
+        url = repo.remotes["origin"].url
+    except (IndexError, KeyError, ValueError, AttributeError):
+        return None
+    return browsable_url(url)
+
+
+def browsable_url(url: str) -> str | None:
+    """A remote URL as `https://host/path`, never with credentials; None for local paths."""
+    url = url.strip()
+    if match := _URL.match(url):
+        if match.group("scheme") == "file":
+            return None
+        host, path = match.group("host"), match.group("path")
+    elif (match := _SCP_LIKE.match(url)) and not url.startswith(("/", ".")):
+        host, path = match.group("host"), match.group("path")
+    else:
+        return None
+    path = path.strip("/").removesuffix(".git")
+    return f"https://{host}/{path}" if path else None
+
+
+def _last_line(text: str | bytes | None) -> str:
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1].removeprefix("stderr: ").strip("'") if lines else ""

@@ -1,0 +1,285 @@
+"""The tag policy: which tags a release context publishes. Pure.
+
+Tag classes: **immutable** tags (a full version, `sha-<hex>`) are never re-pointed once published;
+**floating** tags (`X.Y`, `X`, `latest`, branch names, `pr-N`, raw values) move by design.
+
+The default policy (`TagPolicy(rules=None)`):
+
+- release tag `vX.Y.Z` or `X.Y.Z` (`TagPolicy.release_tag`): `X.Y.Z`, `X.Y`, `X`, `latest` and
+  `sha-<7 hex>`. Each floating tag only when this version is the highest STABLE version within its
+  range among the known releases (`ReleaseContext.releases`): releasing 1.4.7 after 2.0.0 gives
+  `1.4.7`, `1.4`, `1` (if no higher 1.x) and `sha-…`, never `latest`. `X` is never produced for 0.
+- pre-release `X.Y.Z-rc.1`: only itself and `sha-<7>`;
+- a tag that is not a semver release: a warning, `sha-<7>` only;
+- branch push: the sanitised branch name and `sha-<7>`;
+- pull/merge request: `pr-N` and `sha-<7>`, and `publish=False` (build and scan only).
+
+Custom rules (`TagPolicy.rules`) follow docker/metadata-action: `SemverTag` patterns with
+`{{version}}` `{{major}}` `{{minor}}` `{{patch}}` `{{raw}}` (a pattern without the patch level
+floats over its range and follows the rule above; pre-releases only extend patterns with
+`{{version}}` or `{{raw}}`), `ShaTag`, `RawTag` (`enable`: always, default_branch, or release = a
+stable release), `BranchTag`, `PullRequestTag`. `prefix`/`suffix` apply to every tag, `latest` too.
+`latest`: auto = the highest stable release rule; true = every stable release; false = never.
+Output order is the rule order, `latest` just before the first sha tag; duplicates are dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import semver
+
+from pipeline.spec import (
+    BranchTag,
+    PullRequestTag,
+    RawTag,
+    SemverTag,
+    ShaTag,
+    TagPolicy,
+    TagRule,
+)
+
+if TYPE_CHECKING:
+    from pipeline.context import ReleaseContext
+
+MAX_TAG_LENGTH = 128
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]+)\s*\}\}")
+PLACEHOLDERS = ("version", "major", "minor", "patch", "raw")
+_TAG_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+DEFAULT_RULES: tuple[TagRule, ...] = (
+    SemverTag(pattern="{{version}}"),
+    SemverTag(pattern="{{major}}.{{minor}}"),
+    SemverTag(pattern="{{major}}"),
+    BranchTag(),
+    PullRequestTag(),
+    ShaTag(),
+)
+
+
+@dataclass(frozen=True)
+class Tag:
+    name: str
+    immutable: bool
+
+
+@dataclass(frozen=True)
+class TagSet:
+    """What a context publishes. `publish` is False for pull requests (build and scan only)."""
+
+    version: str | None
+    tags: tuple[Tag, ...]
+    warnings: tuple[str, ...] = ()
+    publish: bool = True
+    sha_tag: str | None = None  # the first sha tag: "was this commit built already?"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tags)
+
+
+# --- release versions --------------------------------------------------------------------------
+
+
+def parse_version(text: str) -> semver.Version | None:
+    try:
+        return semver.Version.parse(text)
+    except (ValueError, TypeError):
+        return None
+
+
+def release_version(tag: str, pattern: str) -> semver.Version | None:
+    """The semver version a git tag names under `pattern` (`v{{version}}`), or None.
+
+    A bare `X.Y.Z` tag is accepted whatever the pattern's prefix and suffix.
+    """
+    match = PLACEHOLDER.search(pattern)
+    if match is None or match.group(1) != "version":
+        return None
+    prefix, suffix = pattern[: match.start()], pattern[match.end() :]
+    candidates = []
+    if tag.startswith(prefix) and tag.endswith(suffix) and len(tag) > len(prefix) + len(suffix):
+        candidates.append(tag[len(prefix) : len(tag) - len(suffix)])
+    candidates.append(tag)
+    for candidate in candidates:
+        version = parse_version(candidate)
+        if version is not None:
+            return version
+    return None
+
+
+def release_versions(tags: Iterable[str], pattern: str) -> tuple[str, ...]:
+    """Distinct release versions among git tag names, lowest first (semver order)."""
+    found: dict[str, semver.Version] = {}
+    for name in tags:
+        version = release_version(name, pattern)
+        if version is not None:
+            found.setdefault(str(version), version)
+    ordered = sorted(found.values(), key=lambda v: (v, str(v)))
+    return tuple(str(v) for v in ordered)
+
+
+def sanitize(name: str, max_length: int = MAX_TAG_LENGTH) -> str:
+    """Runs of characters outside [A-Za-z0-9._-] become '-'; no leading '.' or '-'; length cut."""
+    return _TAG_CHARS.sub("-", name).lstrip(".-")[:max_length]
+
+
+def _version_text(version: semver.Version) -> str:
+    return str(version).replace("+", "_")  # '+' is not allowed in a tag
+
+
+# --- compute -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Release:
+    version: semver.Version
+    raw: str  # the git tag
+    known: tuple[semver.Version, ...]  # stable known releases
+
+    @property
+    def stable(self) -> bool:
+        return self.version.prerelease is None
+
+    def highest_in(self, *, major: bool = False, minor: bool = False) -> bool:
+        v = self.version
+        for other in self.known:
+            if major and other.major != v.major:
+                continue
+            if minor and (other.major, other.minor) != (v.major, v.minor):
+                continue
+            if other.compare(v) > 0:
+                return False
+        return True
+
+
+def compute(policy: TagPolicy, ctx: ReleaseContext) -> TagSet:
+    warnings: list[str] = []
+    release: _Release | None = None
+    sha_short = ctx.sha[:7]
+    if ctx.tag is not None and ctx.event in ("tag", "dispatch"):
+        version = release_version(ctx.tag, policy.release_tag)
+        if version is None:
+            warnings.append(
+                f"tag {ctx.tag!r} is not a release tag ({policy.release_tag!r} with a semver "
+                f"X.Y.Z version): no version tags, only the commit tag"
+            )
+        else:
+            known = [v for v in map(parse_version, ctx.releases) if v is not None]
+            known.append(version)
+            stable = tuple(v for v in known if v.prerelease is None)
+            release = _Release(version=version, raw=ctx.tag, known=stable)
+    elif ctx.event == "local":
+        warnings.append(f"HEAD ({sha_short}) is detached and has no release tag: commit tag only")
+
+    rules: Sequence[TagRule] = policy.rules if policy.rules is not None else DEFAULT_RULES
+    out: list[Tag] = []
+    sha_names: list[str] = []
+    for rule in rules:
+        for name, immutable in _apply(rule, ctx, release):
+            if isinstance(rule, ShaTag):
+                sha_names.append(name)
+            out.append(Tag(name, immutable))
+
+    if release is not None and release.stable and _wants_latest(policy, release):
+        first_sha = next((i for i, t in enumerate(out) if t.name in sha_names), len(out))
+        out.insert(first_sha, Tag("latest", False))
+
+    tags, sha_tag = _finish(out, policy, sha_names, warnings)
+    publish = ctx.event != "pull_request"
+    if ctx.shallow and release is not None and release.stable:
+        warnings.append(
+            "the checkout is shallow: known releases may be missing, so floating tags may move "
+            "wrongly (fetch all tags: actions/checkout fetch-depth: 0, GitLab GIT_DEPTH: 0)"
+        )
+    return TagSet(
+        version=str(release.version) if release else None,
+        tags=tags,
+        warnings=tuple(warnings),
+        publish=publish,
+        sha_tag=sha_tag,
+    )
+
+
+def _wants_latest(policy: TagPolicy, release: _Release) -> bool:
+    if policy.latest == "false":
+        return False
+    if policy.latest == "true":
+        return True
+    return release.highest_in()
+
+
+def _apply(rule: TagRule, ctx: ReleaseContext, release: _Release | None) -> list[tuple[str, bool]]:
+    """(name, immutable) pairs one rule gives in this context, before prefix and suffix."""
+    if isinstance(rule, SemverTag):
+        return _semver(rule.pattern, release)
+    found: list[tuple[str, bool]] = []
+    if isinstance(rule, ShaTag):
+        length = 40 if rule.format == "long" else rule.length
+        found.append((f"{rule.prefix}{ctx.sha[:length]}", True))
+    elif isinstance(rule, RawTag):
+        stable_release = release is not None and release.stable
+        if (
+            rule.enable == "always"
+            or (rule.enable == "default_branch" and ctx.is_default_branch)
+            or (rule.enable == "release" and stable_release)
+        ):
+            found.append((rule.value, False))
+    elif isinstance(rule, BranchTag):
+        if ctx.branch is not None and ctx.event in ("branch", "dispatch") and ctx.tag is None:
+            found.append((sanitize(ctx.branch), False))
+    elif ctx.event == "pull_request" and ctx.pr_number is not None:  # PullRequestTag
+        found.append((f"{rule.prefix}{ctx.pr_number}", False))
+    return found
+
+
+def _semver(pattern: str, release: _Release | None) -> list[tuple[str, bool]]:
+    if release is None:
+        return []
+    used = {m.group(1) for m in PLACEHOLDER.finditer(pattern)}
+    full = bool(used & {"version", "raw", "patch"})
+    if not release.stable and not used & {"version", "raw"}:
+        return []  # pre-releases only extend the full version
+    v = release.version
+    if not full:
+        if "minor" in used and not release.highest_in(minor=True):
+            return []
+        if "minor" not in used and (v.major == 0 or not release.highest_in(major=True)):
+            return []
+    values = {
+        "version": _version_text(v),
+        "major": str(v.major),
+        "minor": str(v.minor),
+        "patch": str(v.patch),
+        "raw": sanitize(release.raw),
+    }
+    name = PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), pattern)
+    return [(name, full)]
+
+
+def _finish(
+    out: list[Tag], policy: TagPolicy, sha_names: list[str], warnings: list[str]
+) -> tuple[tuple[Tag, ...], str | None]:
+    """Prefix and suffix, length and grammar checks, duplicates dropped (immutability kept)."""
+    room = MAX_TAG_LENGTH - len(policy.prefix) - len(policy.suffix)
+    result: dict[str, bool] = {}
+    sha_tag: str | None = None
+    for tag in out:
+        core = tag.name
+        if len(core) > room:
+            if tag.immutable:
+                warnings.append(f"tag {core!r} is longer than {room} characters: skipped")
+                continue
+            core = core[:room]
+        name = f"{policy.prefix}{core}{policy.suffix}"
+        if not core or not _TAG.fullmatch(name):
+            warnings.append(f"{name!r} is not a valid tag: skipped")
+            continue
+        if sha_tag is None and tag.name in sha_names:
+            sha_tag = name
+        result[name] = result.get(name, False) or tag.immutable
+    return tuple(Tag(n, i) for n, i in result.items()), sha_tag
