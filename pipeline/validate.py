@@ -1,12 +1,813 @@
-"""Spec validation (being written: see issue 3)."""
+"""Spec validation: every mistake becomes ONE line naming the dotted field, the bad value and what
+would be right, with a close spelling where there is one::
+
+    images[0].platforms[1]: 'linux/amd65' is not a platform; did you mean 'linux/amd64'?
+
+Two passes: first the types of every field (a `str` where a tuple belongs, an `int` where a `str`
+belongs, an unknown `Literal` value), read from the dataclass annotations; then the values and
+the combinations. The first problem found is raised as a `SpecError` (exit 2). The only file
+system access is checking that build contexts, Dockerfiles and the ignore file exist (relative
+to the spec file's folder) and reading a Dockerfile's stage names for `target`/`test_target`.
+
+Unknown keywords (a typo in a constructor) never reach this module: Python refuses them when the
+spec file runs, and `pipeline.specload` turns that into the same kind of line.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
+
+from pipeline import refs
+from pipeline.errors import SpecError
+from pipeline.spec import (
+    ATTESTATIONS,
+    KNOWN_PLATFORMS,
+    PREFLIGHT_CHECKS,
+    SCAN_FORMATS,
+    SEVERITIES,
+    BranchTag,
+    Image,
+    PullRequestTag,
+    RawTag,
+    SemverTag,
+    ShaTag,
+    Spec,
+    TagPolicy,
+)
 
 if TYPE_CHECKING:
     from pipeline.specload import LoadedSpec
 
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]*)\s*\}\}")
+PLACEHOLDERS = ("version", "major", "minor", "patch", "raw")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+IMAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+SECRET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+BUILD_ARG = re.compile(r"[^=\s]+")
+TAG_AFFIX = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+TAG_SUFFIX = re.compile(r"[A-Za-z0-9_.-]*")
+TAG_LITERAL = re.compile(r"[A-Za-z0-9_.-]*")
+RELEASE_LITERAL = re.compile(r"[A-Za-z0-9_./-]*")
+BRANCH = re.compile(r"[^\s~^:?*\[\\]+")
+PYTHON_VERSION = re.compile(r"3\.\d{1,2}")
+STAGE = re.compile(
+    r"^[ \t]*FROM[ \t]+(?:--\S+[ \t]+)*\S+[ \t]+AS[ \t]+(\S+)[ \t]*$", re.IGNORECASE | re.MULTILINE
+)
+MAX_AFFIX = 64
+IMMUTABLE_LOOKING = re.compile(r"v?\d+\.\d+\.\d+([-+].*)?|sha-[0-9a-f]{4,40}")
+
+# Friendly names for the Literal types of the spec (keyed by their values).
+_LITERAL_NOUNS: dict[frozenset[object], str] = {
+    frozenset({"error", "warning", "off"}): "a level",
+    frozenset({"push", "tag", "pull_request", "dispatch"}): "a trigger",
+    frozenset({"short", "long"}): "a SHA format",
+    frozenset({"always", "default_branch", "release"}): "an enable condition",
+    frozenset({"auto", "true", "false"}): "a latest setting",
+}
+
+
+class _Text:
+    """A suggestion shown as-is (not quoted): `did you mean format='short'?`."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _hint(close: object) -> str:
+    if close is None:
+        return ""
+    if isinstance(close, str):
+        return f"; did you mean '{close}'?"
+    return f"; did you mean {_short(close)}?"
+
+
+def _short(value: object) -> str:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return f"{type(value).__name__}(...)"
+    if isinstance(value, tuple) and any(dataclasses.is_dataclass(v) for v in value):
+        inner = ", ".join(_short(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def fail(path: str, value: object, what: str, close: object = None) -> SpecError:
+    """`<path>: <value> is not <what>[; did you mean '<close>'?]`."""
+    return SpecError(f"{path}: {_short(value)} is not {what}{_hint(close)}")
+
+
+def close_match(value: object, choices: Iterable[str]) -> str | None:
+    if not isinstance(value, str):
+        return None
+    options = list(choices)
+    for option in options:
+        if option.lower() == value.lower().strip():
+            return option
+    found = difflib.get_close_matches(value, options, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _unknown(path: str, value: object, noun: str, choices: Sequence[str]) -> SpecError:
+    close = close_match(value, choices)
+    if close is not None:
+        return fail(path, value, noun, close)
+    return fail(path, value, f"{noun} ({', '.join(choices)})")
+
+
+# --- pass 1: types -----------------------------------------------------------------------------
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _article(word: str) -> str:
+    return f"an {word}" if word[:1].lower() in "aeiou" else f"a {word}"
+
+
+_SCALARS: dict[Any, str] = {
+    str: "a string",
+    bool: "True or False",
+    int: "an integer",
+    float: "a number",
+}
+
+
+def _rules_text(options: Sequence[Any]) -> str:
+    return "tag rules (" + ", ".join(f"{a.__name__}(...)" for a in options) + ")"
+
+
+def _describe(hint: Any) -> str:
+    origin, args = get_origin(hint), get_args(hint)
+    if hint in _SCALARS:
+        text = _SCALARS[hint]
+    elif origin is Literal:
+        noun = _LITERAL_NOUNS.get(frozenset(args))
+        listed = ", ".join(repr(a) for a in args)
+        text = f"{noun} ({listed})" if noun else f"one of {listed}"
+    elif origin in (Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        if len(options) > 1 and all(dataclasses.is_dataclass(a) for a in options):
+            text = "one of the " + _rules_text(options)
+        else:
+            text = " or ".join(_describe(a) for a in options)
+        text += " or None" if len(options) < len(args) else ""
+    elif origin is tuple:
+        text = f"a tuple of {_plural(args[0])}"
+    elif origin is Mapping:
+        text = f"a mapping of {_plural(args[0])} to {_plural(args[1])}"
+    elif isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        text = _article(f"{hint.__name__}(...)")
+    else:
+        text = str(hint)
+    return text
+
+
+def _plural(hint: Any) -> str:
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is str:
+        return "strings"
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return f"{hint.__name__}(...) values"
+    if origin in (Union, types.UnionType) and all(dataclasses.is_dataclass(a) for a in args):
+        return _rules_text(args)
+    if origin is Literal:
+        return "values among " + ", ".join(repr(a) for a in args)
+    if origin is tuple:
+        return f"tuples of {_plural(args[0])}"
+    return _describe(hint)
+
+
+def _check_literal(value: Any, args: tuple[Any, ...], path: str) -> None:
+    if isinstance(value, str) and value in args:
+        return
+    choices = [str(a) for a in args]
+    noun = _LITERAL_NOUNS.get(frozenset(args))
+    if noun:
+        raise _unknown(path, value, noun, choices)
+    raise fail(path, value, "one of " + ", ".join(map(repr, args)), close_match(value, choices))
+
+
+def _check_union(value: Any, hint: Any, args: tuple[Any, ...], path: str) -> None:
+    options = [a for a in args if a is not type(None)]
+    if value is None and len(options) < len(args):
+        return
+    if len(options) == 1 and value is not None:
+        _check_type(value, options[0], path)
+        return
+    for option in options:
+        if isinstance(option, type) and isinstance(value, option):
+            _check_type(value, option, path)
+            return
+    raise fail(path, value, _describe(hint))
+
+
+def _check_tuple(value: Any, hint: Any, args: tuple[Any, ...], path: str) -> None:
+    if not isinstance(value, tuple):
+        close: object = None
+        if isinstance(value, list):
+            close = tuple(value)
+        elif not isinstance(value, (Mapping, set, frozenset)):
+            close = (value,)
+        raise fail(path, value, _describe(hint), close)
+    for index, item in enumerate(value):
+        _check_type(item, args[0], f"{path}[{index}]")
+
+
+def _check_mapping(value: Any, hint: Any, args: tuple[Any, ...], path: str) -> None:
+    if not isinstance(value, Mapping):
+        raise fail(path, value, _describe(hint))
+    for key, item in value.items():
+        _check_type(key, args[0], f"{path}[{_short(key)}]")
+        _check_type(item, args[1], f"{path}[{_short(key)}]")
+
+
+def _check_scalar(value: Any, hint: Any, path: str) -> None:
+    close: object = None
+    if hint is bool:
+        if isinstance(value, bool):
+            return
+        close = {"true": True, "false": False}.get(str(value).lower())
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return
+        close = int(value) if isinstance(value, str) and value.strip().isdigit() else None
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return
+    elif isinstance(value, str):
+        return
+    elif isinstance(value, (int, float)):
+        close = str(value)
+    raise fail(path, value, _SCALARS[hint], close)
+
+
+def _check_type(value: Any, hint: Any, path: str) -> None:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Literal:
+        _check_literal(value, args, path)
+    elif origin in (Union, types.UnionType):
+        _check_union(value, hint, args, path)
+    elif origin is tuple:
+        _check_tuple(value, hint, args, path)
+    elif origin is Mapping:
+        _check_mapping(value, hint, args, path)
+    elif hint in _SCALARS:
+        _check_scalar(value, hint, path)
+    elif isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if not isinstance(value, hint):
+            raise fail(path, value, _describe(hint))
+        _check_fields(value, path)
+    elif hint is not Any:
+        raise AssertionError(f"validate: no type check for {hint!r} at {path}")
+
+
+def _check_fields(obj: Any, path: str) -> None:
+    for name, hint in _hints(type(obj)).items():
+        _check_type(getattr(obj, name), hint, f"{path}.{name}" if path else name)
+
+
+def check_types(spec: Spec) -> None:
+    """Pass 1 alone: every field has the type its annotation names."""
+    if not isinstance(spec, Spec):
+        raise fail("spec", spec, "a Spec(...)")
+    _check_fields(spec, "")
+
+
+# --- pass 2: values and combinations -----------------------------------------------------------
+
 
 def validate(loaded: LoadedSpec) -> None:
-    return None
+    """Raise SpecError (one line) for the first problem in the spec; return None when it is fine."""
+    spec = loaded.spec
+    check_types(spec)
+    _check_project(spec)
+    for index, image in enumerate(spec.images):
+        _check_image(image, f"images[{index}]", loaded.base_dir)
+    _check_unique(spec.images)
+    _check_registry(spec)
+    _check_tags(spec.tags)
+    _check_scan(spec, loaded.base_dir)
+    _check_sign(spec)
+    _check_publish(spec)
+    _check_retry(spec)
+    _check_preflight(spec)
+    _check_ci(spec)
+
+
+def _env_name(value: str | None, path: str) -> None:
+    if value is not None and not ENV_NAME.fullmatch(value):
+        close = re.sub(r"[^A-Za-z0-9_]+", "_", value.strip()).strip("_")
+        close = close if ENV_NAME.fullmatch(close) else ""
+        raise fail(
+            path, value, "an environment variable name ([A-Za-z_][A-Za-z0-9_]*)", close or None
+        )
+
+
+def _non_empty(value: str, path: str, what: str) -> None:
+    if not value.strip():
+        raise fail(path, value, what)
+
+
+def _both_or_neither(user: str | None, password: str | None, path: str) -> None:
+    if (user is None) != (password is None):
+        missing = "password_env" if password is None else "username_env"
+        given = "username_env" if password is None else "password_env"
+        raise fail(
+            f"{path}.{missing}",
+            None,
+            f"set while {path}.{given} is; name both credential variables or neither",
+        )
+
+
+def _duplicates(items: Sequence[str], path: str, what: str) -> None:
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        if item in seen:
+            raise fail(f"{path}[{index}]", item, f"unique ({what} {path}[{seen[item]}] too)")
+        seen[item] = index
+
+
+def _check_project(spec: Spec) -> None:
+    _non_empty(spec.name, "name", "a project name (non-empty)")
+    if spec.url and not re.match(r"https?://\S+$", spec.url):
+        close = f"https://{spec.url.strip()}" if "://" not in spec.url else None
+        raise fail("url", spec.url, "an http(s) URL", close)
+    if not spec.images:
+        raise fail("images", spec.images, "a non-empty tuple of Image(...) values")
+
+
+def _check_image(image: Image, path: str, base: Path) -> None:
+    if not IMAGE_NAME.fullmatch(image.name):
+        close = re.sub(r"[^A-Za-z0-9._-]+", "-", image.name.strip()).strip("._-")[:64]
+        raise fail(
+            f"{path}.name",
+            image.name,
+            "an image name (letters, digits, '.', '_', '-'; at most 64)",
+            close or None,
+        )
+    refs_repository(image.repository, f"{path}.repository")
+    if not image.platforms:
+        raise fail(
+            f"{path}.platforms", image.platforms, "a non-empty tuple of platforms", ("linux/amd64",)
+        )
+    for index, platform in enumerate(image.platforms):
+        if platform not in KNOWN_PLATFORMS:
+            raise _unknown(f"{path}.platforms[{index}]", platform, "a platform", KNOWN_PLATFORMS)
+    _duplicates(image.platforms, f"{path}.platforms", "it is")
+    for name in ("target", "test_target"):
+        value = getattr(image, name)
+        if value is not None and not value.strip():
+            raise fail(f"{path}.{name}", value, "a build stage name (or None)")
+    if image.test_target is not None and image.test_target == image.target:
+        raise fail(
+            f"{path}.test_target",
+            image.test_target,
+            f"a test stage: it is {path}.target itself (name the stage that runs the tests)",
+        )
+    _check_build_inputs(image, path)
+    _check_build_files(image, path, base)
+
+
+def _check_build_inputs(image: Image, path: str) -> None:
+    if image.base_image_arg is not None and not ENV_NAME.fullmatch(image.base_image_arg):
+        raise fail(f"{path}.base_image_arg", image.base_image_arg, "a build argument name")
+    for key in image.build_args:
+        if not BUILD_ARG.fullmatch(key):
+            raise fail(
+                f"{path}.build_args[{key!r}]", key, "a build argument name (no '=' or spaces)"
+            )
+    for index, secret in enumerate(image.secrets):
+        where = f"{path}.secrets[{index}]"
+        if not SECRET_ID.fullmatch(secret.id):
+            raise fail(f"{where}.id", secret.id, "a secret id (letters, digits, '.', '_', '-')")
+        _env_name(secret.env, f"{where}.env")
+    _duplicates([s.id for s in image.secrets], f"{path}.secrets", "the same id is in")
+    if image.smoke_test and not image.smoke_test[0].strip():
+        raise fail(f"{path}.smoke_test[0]", image.smoke_test[0], "a command (non-empty)")
+
+
+def _check_build_files(image: Image, path: str, base: Path) -> None:
+    context_dir = _check_dir(image.context, f"{path}.context", base)
+    dockerfile = _check_file(image.dockerfile, f"{path}.dockerfile", context_dir)
+    stages = _stages(dockerfile)
+    if stages is None:
+        return
+    for name in ("target", "test_target"):
+        value = getattr(image, name)
+        if value is None or value.lower() in stages:
+            continue
+        known = sorted(stages)
+        close = close_match(value, known)
+        what = f"a stage of {dockerfile.resolve()}"
+        if close is None:
+            what += f" ({', '.join(known)})" if known else " (it names no stage with FROM … AS)"
+        raise fail(f"{path}.{name}", value, what, close)
+
+
+def refs_repository(value: str, path: str) -> None:
+    if not refs.is_repository(value):
+        raise fail(path, value, refs.REPOSITORY_WHAT, refs.suggest_repository(value))
+
+
+def refs_host(value: str, path: str) -> None:
+    if not refs.is_host(value):
+        raise fail(path, value, refs.HOST_WHAT, refs.suggest_host(value))
+
+
+def _close_entry(folder: Path, name: str, want_dir: bool) -> str | None:
+    try:
+        entries = [e.name for e in folder.iterdir() if (e.is_dir() if want_dir else e.is_file())]
+    except OSError:
+        return None
+    return close_match(name, sorted(entries))
+
+
+def _check_dir(relative: str, path: str, base: Path) -> Path:
+    _non_empty(relative, path, "a directory (non-empty path)")
+    target = base / relative
+    if not target.is_dir():
+        close = _close_entry(target.parent, target.name, want_dir=True)
+        suggestion = str(Path(relative).parent / close) if close else None
+        if suggestion is not None and suggestion.startswith("./"):
+            suggestion = suggestion[2:]
+        raise fail(path, relative, f"a directory (relative to {base})", suggestion)
+    return target
+
+
+def _check_file(relative: str, path: str, folder: Path) -> Path:
+    _non_empty(relative, path, "a file (non-empty path)")
+    target = folder / relative
+    if not target.is_file():
+        close = _close_entry(target.parent, target.name, want_dir=False)
+        suggestion = str(Path(relative).parent / close) if close else None
+        if suggestion is not None and suggestion.startswith("./"):
+            suggestion = suggestion[2:]
+        raise fail(path, relative, f"a file in {folder.resolve()}", suggestion)
+    return target
+
+
+def _stages(dockerfile: Path) -> set[str] | None:
+    """Stage names (`FROM … AS name`, lowercased); None when they cannot be known statically."""
+    try:
+        text = dockerfile.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    names = {m.group(1).lower() for m in STAGE.finditer(text)}
+    if any("$" in name for name in names):
+        return None
+    return names
+
+
+def _check_unique(images: Sequence[Image]) -> None:
+    names: dict[str, int] = {}
+    repositories: dict[str, int] = {}
+    for index, image in enumerate(images):
+        if image.name in names:
+            raise fail(
+                f"images[{index}].name",
+                image.name,
+                f"unique (images[{names[image.name]}] has the same name)",
+            )
+        if image.repository in repositories:
+            raise fail(
+                f"images[{index}].repository",
+                image.repository,
+                f"unique (images[{repositories[image.repository]}] pushes there too)",
+            )
+        names[image.name] = index
+        repositories[image.repository] = index
+
+
+def _check_registry(spec: Spec) -> None:
+    registry = spec.registry
+    refs_host(registry.host, "registry.host")
+    _env_name(registry.username_env, "registry.username_env")
+    _env_name(registry.password_env, "registry.password_env")
+    _both_or_neither(registry.username_env, registry.password_env, "registry")
+    if registry.ca_file is not None:
+        _non_empty(registry.ca_file, "registry.ca_file", "a CA file path (or None)")
+
+
+def _check_tags(policy: TagPolicy) -> None:
+    _check_release_tag(policy.release_tag)
+    if policy.prefix and not TAG_AFFIX.fullmatch(policy.prefix):
+        close = re.sub(r"[^A-Za-z0-9_.-]+", "-", policy.prefix).lstrip(".-")
+        raise fail(
+            "tags.prefix",
+            policy.prefix,
+            "a tag prefix ([A-Za-z0-9_.-], not starting with '.' or '-')",
+            close or None,
+        )
+    if not TAG_SUFFIX.fullmatch(policy.suffix):
+        close = re.sub(r"[^A-Za-z0-9_.-]+", "-", policy.suffix)
+        raise fail("tags.suffix", policy.suffix, "a tag suffix ([A-Za-z0-9_.-])", close or None)
+    if len(policy.prefix) + len(policy.suffix) > MAX_AFFIX:
+        raise fail(
+            "tags.suffix",
+            policy.suffix,
+            f"short enough (prefix and suffix together at most {MAX_AFFIX} characters)",
+        )
+    if policy.rules is None:
+        return
+    if not policy.rules:
+        raise fail(
+            "tags.rules",
+            policy.rules,
+            "a non-empty tuple of tag rules",
+            _Text("None (the default)"),
+        )
+    for index, rule in enumerate(policy.rules):
+        _check_rule(rule, f"tags.rules[{index}]")
+
+
+def _check_rule(rule: object, path: str) -> None:
+    if isinstance(rule, SemverTag):
+        _check_pattern(rule.pattern, f"{path}.pattern")
+    elif isinstance(rule, ShaTag):
+        _check_sha(rule, path)
+    elif isinstance(rule, RawTag):
+        if not rule.value:
+            raise fail(f"{path}.value", rule.value, "a tag (a RawTag needs a non-empty value)")
+        if not refs.is_tag(rule.value):
+            raise fail(f"{path}.value", rule.value, refs.TAG_WHAT, refs.suggest_tag(rule.value))
+    elif isinstance(rule, PullRequestTag):
+        if rule.prefix and not TAG_AFFIX.fullmatch(rule.prefix):
+            raise fail(f"{path}.prefix", rule.prefix, "a tag prefix ([A-Za-z0-9_.-])")
+    elif not isinstance(rule, BranchTag):  # pragma: no cover - pass 1 rejects other types
+        raise fail(path, rule, "a tag rule")
+
+
+def _placeholders(pattern: str, path: str) -> set[str]:
+    used = set()
+    for match in PLACEHOLDER.finditer(pattern):
+        name = match.group(1)
+        if name not in PLACEHOLDERS:
+            close = close_match(name, PLACEHOLDERS)
+            listed = ", ".join(f"{{{{{p}}}}}" for p in PLACEHOLDERS)
+            raise fail(
+                path,
+                match.group(0),
+                "a placeholder" if close else f"a placeholder ({listed})",
+                f"{{{{{close}}}}}" if close else None,
+            )
+        used.add(name)
+    return used
+
+
+def _braces_fixed(pattern: str) -> str:
+    return re.sub(r"(?<!\{)\{\s*([A-Za-z_]+)\s*\}(?!\})", r"{{\1}}", pattern)
+
+
+def _check_pattern(pattern: str, path: str) -> None:
+    used = _placeholders(pattern, path)
+    literal = PLACEHOLDER.sub("", pattern)
+    if not TAG_LITERAL.fullmatch(literal):
+        fixed = _braces_fixed(pattern)
+        raise fail(
+            path,
+            pattern,
+            "a tag pattern (placeholders like {{version}} and [A-Za-z0-9_.-])",
+            fixed if fixed != pattern else None,
+        )
+    if not used:
+        raise fail(
+            path,
+            pattern,
+            "a tag pattern: it has no placeholder (a fixed tag is a RawTag)",
+            _Text(f"RawTag(value={pattern!r})"),
+        )
+
+
+def _check_release_tag(pattern: str) -> None:
+    path = "tags.release_tag"
+    used = _placeholders(pattern, path)
+    count = len(PLACEHOLDER.findall(pattern))
+    if (
+        used == {"version"}
+        and count == 1
+        and RELEASE_LITERAL.fullmatch(PLACEHOLDER.sub("", pattern))
+    ):
+        return
+    fixed = _braces_fixed(pattern)
+    found = list(PLACEHOLDER.finditer(fixed))
+    if found:
+        fixed = fixed[: found[0].start()] + "{{version}}" + fixed[found[-1].end() :]
+    else:
+        fixed += "{{version}}"
+    ok = fixed != pattern and RELEASE_LITERAL.fullmatch(PLACEHOLDER.sub("", fixed)) is not None
+    raise fail(
+        path, pattern, "a release tag pattern with {{version}} exactly once", fixed if ok else None
+    )
+
+
+def _check_sha(rule: ShaTag, path: str) -> None:
+    if rule.prefix and not TAG_AFFIX.fullmatch(rule.prefix):
+        raise fail(f"{path}.prefix", rule.prefix, "a tag prefix ([A-Za-z0-9_.-])")
+    if not 4 <= rule.length <= 40:
+        close = min(max(rule.length, 4), 40)
+        raise fail(f"{path}.length", rule.length, "a SHA length (4..40)", close)
+    if rule.format == "long" and rule.length not in (7, 40):
+        raise fail(
+            f"{path}.length",
+            rule.length,
+            "used with format='long' (always 40 characters)",
+            _Text("format='short'"),
+        )
+
+
+def _check_scan(spec: Spec, base: Path) -> None:
+    scan = spec.scan
+    for index, severity in enumerate(scan.fail_on):
+        if severity not in SEVERITIES:
+            raise _unknown(f"scan.fail_on[{index}]", severity, "a severity", SEVERITIES)
+    _duplicates(scan.fail_on, "scan.fail_on", "it is")
+    for index, fmt in enumerate(scan.formats):
+        if fmt not in SCAN_FORMATS:
+            raise _unknown(f"scan.formats[{index}]", fmt, "a scan format", SCAN_FORMATS)
+    _duplicates(scan.formats, "scan.formats", "it is")
+    if scan.ignore_file is not None:
+        _check_file(scan.ignore_file, "scan.ignore_file", base)
+    if scan.timeout_seconds < 1:
+        raise fail("scan.timeout_seconds", scan.timeout_seconds, "a timeout (at least 1 second)")
+    if scan.db_repository is not None:
+        try:
+            ref = refs.ImageRef.parse(scan.db_repository, argument="scan.db_repository")
+        except SpecError:
+            raise fail(
+                "scan.db_repository",
+                scan.db_repository,
+                "a Trivy DB repository (host[:port]/repository[:tag])",
+            ) from None
+        if ref.host is None or ref.digest is not None:
+            raise fail(
+                "scan.db_repository",
+                scan.db_repository,
+                "a Trivy DB repository with its host (host[:port]/repository[:tag])",
+            )
+
+
+def _check_sign(spec: Spec) -> None:
+    sign = spec.sign
+    _env_name(sign.key_env, "sign.key_env")
+    _env_name(sign.public_key_env, "sign.public_key_env")
+    for index, kind in enumerate(sign.attestations):
+        if kind not in ATTESTATIONS:
+            raise _unknown(f"sign.attestations[{index}]", kind, "an attestation", ATTESTATIONS)
+    _duplicates(sign.attestations, "sign.attestations", "it is")
+    who = sign.keyless
+    if who is None:
+        return
+    if not re.match(r"https://\S+$", who.issuer):
+        close = f"https://{who.issuer.strip()}" if "://" not in who.issuer else None
+        raise fail("sign.keyless.issuer", who.issuer, "an OIDC issuer URL (https://…)", close)
+    if who.subject is None and who.subject_regexp is None:
+        raise fail(
+            "sign.keyless",
+            who,
+            "a complete identity: set subject or subject_regexp (exactly one)",
+        )
+    if who.subject is not None and who.subject_regexp is not None:
+        raise fail(
+            "sign.keyless.subject_regexp",
+            who.subject_regexp,
+            "allowed together with sign.keyless.subject; set exactly one",
+        )
+    if who.subject is not None:
+        _non_empty(who.subject, "sign.keyless.subject", "a certificate subject (non-empty)")
+    if who.subject_regexp is not None:
+        try:
+            re.compile(who.subject_regexp)
+        except re.error as exc:
+            raise fail(
+                "sign.keyless.subject_regexp", who.subject_regexp, f"a regular expression ({exc})"
+            ) from None
+    if not sign.transparency_log:
+        raise fail(
+            "sign.transparency_log",
+            sign.transparency_log,
+            "possible with keyless signing (it needs the transparency log)",
+            True,
+        )
+
+
+def _check_publish(spec: Spec) -> None:
+    seen: dict[tuple[str, str | None], int] = {}
+    for index, mirror in enumerate(spec.publish.mirrors):
+        path = f"publish.mirrors[{index}]"
+        refs_host(mirror.host, f"{path}.host")
+        if mirror.repository is not None:
+            refs_repository(mirror.repository, f"{path}.repository")
+        _env_name(mirror.username_env, f"{path}.username_env")
+        _env_name(mirror.password_env, f"{path}.password_env")
+        _both_or_neither(mirror.username_env, mirror.password_env, path)
+        key = (mirror.host, mirror.repository)
+        if key in seen:
+            raise fail(
+                f"{path}.host", mirror.host, f"unique (publish.mirrors[{seen[key]}] is the same)"
+            )
+        if mirror.host == spec.registry.host and mirror.repository is None:
+            raise fail(f"{path}.host", mirror.host, "a second registry (it is registry.host)")
+        seen[key] = index
+
+
+def _check_retry(spec: Spec) -> None:
+    retry = spec.retry
+    if retry.attempts < 1:
+        raise fail("retry.attempts", retry.attempts, "a number of attempts (at least 1)", 1)
+    if retry.initial_backoff_seconds < 0:
+        raise fail(
+            "retry.initial_backoff_seconds",
+            retry.initial_backoff_seconds,
+            "a backoff (seconds >= 0)",
+        )
+    if retry.max_backoff_seconds < retry.initial_backoff_seconds:
+        raise fail(
+            "retry.max_backoff_seconds",
+            retry.max_backoff_seconds,
+            f"at least retry.initial_backoff_seconds ({retry.initial_backoff_seconds})",
+        )
+
+
+def _check_preflight(spec: Spec) -> None:
+    for name in spec.preflight.levels:
+        if name not in PREFLIGHT_CHECKS:
+            raise _unknown(
+                f"preflight.levels[{name!r}]", name, "a preflight check", PREFLIGHT_CHECKS
+            )
+
+
+def _check_runners(
+    mapping: Mapping[str, str] | Mapping[str, tuple[str, ...]], field: str, built: list[str]
+) -> None:
+    for platform, runner in mapping.items():
+        path = f"{field}[{platform!r}]"
+        if platform not in built:
+            close = close_match(platform, built)
+            what = "a platform any image builds"
+            if close is None:
+                what += f" ({', '.join(built)})"
+            raise fail(path, platform, what, close)
+        if isinstance(runner, str):
+            _non_empty(runner, path, "a runner label (non-empty)")
+            continue
+        if not runner:
+            raise fail(path, runner, "a non-empty tuple of runner tags")
+        for index, tag in enumerate(runner):
+            _non_empty(tag, f"{path}[{index}]", "a runner tag (non-empty)")
+
+
+def _check_ci(spec: Spec) -> None:
+    ci = spec.ci
+    if not ci.triggers:
+        raise fail("ci.triggers", ci.triggers, "a non-empty tuple of triggers", ("push", "tag"))
+    _duplicates(ci.triggers, "ci.triggers", "it is")
+    if not BRANCH.fullmatch(ci.default_branch) or ci.default_branch.startswith(("-", "/")):
+        close = re.sub(r"[\s~^:?*\[\\]+", "-", ci.default_branch.strip()).strip("-/")
+        raise fail("ci.default_branch", ci.default_branch, "a branch name", close or None)
+    if not PYTHON_VERSION.fullmatch(ci.python_version):
+        raise fail("ci.python_version", ci.python_version, "a Python version like '3.11'")
+    built = sorted({p for image in spec.images for p in image.platforms})
+    _check_runners(ci.github_runners, "ci.github_runners", built)
+    _check_runners(ci.gitlab_runner_tags, "ci.gitlab_runner_tags", built)
+    _non_empty(ci.github_default_runner, "ci.github_default_runner", "a runner label (non-empty)")
+    _non_empty(
+        ci.production_environment, "ci.production_environment", "an environment name (non-empty)"
+    )
+    if not refs.is_tag(ci.production_tag):
+        raise fail(
+            "ci.production_tag",
+            ci.production_tag,
+            refs.TAG_WHAT,
+            refs.suggest_tag(ci.production_tag),
+        )
+    if IMMUTABLE_LOOKING.fullmatch(ci.production_tag) or ci.production_tag == "latest":
+        raise fail(
+            "ci.production_tag",
+            ci.production_tag,
+            "a floating tag of its own (versions, sha tags and latest are managed by the policy)",
+            "production",
+        )
+    for name in (
+        "registry_username_secret",
+        "registry_password_secret",
+        "cosign_key_secret",
+        "cosign_password_secret",
+        "cosign_public_key_variable",
+    ):
+        _env_name(getattr(ci, name), f"ci.{name}")
