@@ -154,7 +154,7 @@ def _sha(environ: Mapping[str, str], name: str, system: str) -> str:
 
 
 def _versions(git: GitFacts | None, release_tag: str, current: str | None) -> tuple[str, ...]:
-    names = list(git.tags) if git else []
+    names = [*git.tags, *git.head_tags] if git else []
     if current is not None:
         names.append(current)
     return release_versions(names, release_tag)
