@@ -198,6 +198,8 @@ def _check_literal(value: Any, args: tuple[Any, ...], path: str) -> None:
         return
     choices = [str(a) for a in args]
     noun = _LITERAL_NOUNS.get(frozenset(args))
+    if isinstance(value, bool) and str(value).lower() in choices:
+        raise fail(path, value, noun or "one of " + ", ".join(choices), str(value).lower())
     if noun:
         raise _unknown(path, value, noun, choices)
     raise fail(path, value, "one of " + ", ".join(map(repr, args)), close_match(value, choices))
@@ -208,7 +210,11 @@ def _check_union(value: Any, hint: Any, args: tuple[Any, ...], path: str) -> Non
     if value is None and len(options) < len(args):
         return
     if len(options) == 1 and value is not None:
-        _check_type(value, options[0], path)
+        option = options[0]
+        is_class = isinstance(option, type) and dataclasses.is_dataclass(option)
+        if is_class and not isinstance(value, option):
+            raise fail(path, value, _describe(hint))
+        _check_type(value, option, path)
         return
     for option in options:
         if isinstance(option, type) and isinstance(value, option):
