@@ -1,8 +1,8 @@
 """git: the facts of the local checkout. The only module that uses GitPython.
 
 GitPython is imported inside the function (it costs ~0.1 s and starts `git version`), so commands
-that never read git do not pay for it. Reading refs, tags and config is done in Python; HEAD's
-tags and the dirty check each run one `git` command.
+that never read git do not pay for it. Refs, tags and config are read in Python; HEAD (sha,
+commit time, tags pointing at it) and the dirty check take one `git` command each.
 """
 
 from __future__ import annotations
@@ -48,20 +48,13 @@ def read_git_facts(path: Path) -> GitFacts:
 
 
 def _facts(repo: git.Repo) -> GitFacts:
-    try:
-        commit = repo.head.commit
-    except ValueError:
-        raise SpecError(
-            f"{repo.working_dir}: the git repository has no commit yet; commit first"
-        ) from None
-    branch = None if repo.head.is_detached else repo.active_branch.name
-    head_tags = tuple(
-        sorted(name for name in repo.git.tag("--points-at", "HEAD").splitlines() if name)
-    )
+    if not repo.head.is_valid():
+        raise SpecError(f"{repo.working_dir}: the git repository has no commit yet; commit first")
+    sha, epoch, head_tags = _head(repo)
     return GitFacts(
-        sha=commit.hexsha,
-        commit_time=utc_from_epoch(commit.committed_date),
-        branch=branch,
+        sha=sha,
+        commit_time=utc_from_epoch(epoch),
+        branch=None if repo.head.is_detached else repo.active_branch.name,
         head_tags=head_tags,
         tags=tuple(sorted(t.name for t in repo.tags)),
         dirty=_dirty(repo),
@@ -69,6 +62,26 @@ def _facts(repo: git.Repo) -> GitFacts:
         remote_url=_origin_url(repo),
         shallow=(Path(repo.git_dir) / "shallow").is_file(),
     )
+
+
+def _head(repo: git.Repo) -> tuple[str, int, tuple[str, ...]]:
+    """HEAD's sha, committer time and the tags pointing at it, from one `git log`.
+
+    `%D` restricted to tags lists them as `tag: NAME, tag: NAME` (ref names hold no spaces);
+    annotated tags are peeled to the commit.
+    """
+    output = repo.git.log(
+        "-1",
+        "--no-show-signature",
+        "--format=%H%x00%ct%x00%D",
+        "--decorate-refs=refs/tags/",
+        "HEAD",
+    )
+    sha, epoch, decorations = str(output).strip().split("\x00")
+    tags = sorted(
+        item.removeprefix("tag: ") for item in decorations.split(", ") if item.startswith("tag: ")
+    )
+    return sha, int(epoch), tuple(tags)
 
 
 def _dirty(repo: git.Repo) -> bool:

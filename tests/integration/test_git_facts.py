@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import git
@@ -26,8 +27,24 @@ def _isolated_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.setenv(f"GIT_{role}_EMAIL", "test@example.com")
 
 
+_OPEN: list[git.Repo] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_repos() -> Iterator[None]:
+    """GitPython keeps `git cat-file` processes per Repo: close every repo a test opened."""
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
+def _keep(repo: git.Repo) -> git.Repo:
+    _OPEN.append(repo)
+    return repo
+
+
 def _repo(path: Path) -> git.Repo:
-    repo = git.Repo.init(path, initial_branch="main")
+    repo = _keep(git.Repo.init(path, initial_branch="main"))
     (path / "app.txt").write_text("one\n")
     repo.index.add(["app.txt"])
     repo.index.commit("first", commit_date=COMMIT_DATE, author_date=COMMIT_DATE)
@@ -78,7 +95,7 @@ def test_detached_head(tmp_path: Path) -> None:
 def test_origin_url_without_credentials_and_default_branch(tmp_path: Path) -> None:
     origin = tmp_path / "origin"
     _repo(origin)
-    clone = git.Repo.clone_from(origin.as_uri(), tmp_path / "clone")
+    clone = _keep(git.Repo.clone_from(origin.as_uri(), tmp_path / "clone"))
     clone.remotes.origin.set_url("https://user:secret-token@git.example.com/acme/web.git")
     facts = read_git_facts(tmp_path / "clone")
     assert facts.remote_url == "https://git.example.com/acme/web"
@@ -92,7 +109,7 @@ def test_shallow_clone_is_reported(tmp_path: Path) -> None:
     (origin / "app.txt").write_text("two\n")
     repo.index.add(["app.txt"])
     repo.index.commit("second")
-    git.Repo.clone_from(origin.as_uri(), tmp_path / "shallow", depth=1)
+    _keep(git.Repo.clone_from(origin.as_uri(), tmp_path / "shallow", depth=1))
     assert read_git_facts(tmp_path / "shallow").shallow is True
 
 
@@ -106,7 +123,7 @@ def test_not_a_repository(tmp_path: Path) -> None:
 
 
 def test_repository_without_commit(tmp_path: Path) -> None:
-    git.Repo.init(tmp_path)
+    _keep(git.Repo.init(tmp_path))
     with pytest.raises(SpecError) as info:
         read_git_facts(tmp_path)
     assert str(info.value) == f"{tmp_path}: the git repository has no commit yet; commit first"
@@ -132,7 +149,7 @@ def _project(folder: Path) -> git.Repo:
         "from pipeline.spec import Image, Spec\n"
         "spec = Spec(name='web', images=(Image(name='web', repository='acme/web'),))\n"
     )
-    repo = git.Repo.init(folder, initial_branch="main")
+    repo = _keep(git.Repo.init(folder, initial_branch="main"))
     repo.index.add(["Dockerfile", "release.py"])
     repo.index.commit("release", commit_date=COMMIT_DATE, author_date=COMMIT_DATE)
     return repo
