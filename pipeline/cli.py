@@ -15,8 +15,14 @@ from typing import Protocol, cast
 
 # verb -> (module under pipeline.commands, one-line help)
 VERBS: dict[str, tuple[str, str]] = {
-    "doctor": ("doctor", "print each tool's path and version and whether multi-platform builds work"),
-    "toolchain": ("toolchain", "install and start the real tools (Debian 12 as root), or say what is missing"),
+    "doctor": (
+        "doctor",
+        "print each tool's path and version and whether multi-platform builds work",
+    ),
+    "toolchain": (
+        "toolchain",
+        "install and start the real tools (Debian 12 as root), or say what is missing",
+    ),
     "tags": ("tags", "print the tags the current context would publish"),
     "plan": ("plan", "dry run: what would be built, tagged, scanned and signed"),
     "preflight": ("preflight", "check Dockerfiles and build contexts against the preflight policy"),
@@ -27,7 +33,10 @@ VERBS: dict[str, tuple[str, str]] = {
     "publish": ("publish", "point the computed tags at the signed digest (promotion)"),
     "release": ("release", "everything: preflight, build, scan, sign, publish, report"),
     "verify": ("verify", "check signature, attestations and attested scan of an image reference"),
-    "promote": ("promote", "verify a digest, then point a floating tag at it (production, rollback)"),
+    "promote": (
+        "promote",
+        "verify a digest, then point a floating tag at it (production, rollback)",
+    ),
     "workflows": ("workflows", "generate the GitHub Actions and GitLab CI files from the spec"),
     "sandbox": ("sandbox", "start or stop the built-in loopback registry, base image and Trivy DB"),
 }
@@ -53,12 +62,18 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(verb: str | None) -> argparse.ArgumentParser:
     parser = _Parser(prog="pipeline", description="Supply-chain release orchestrator.")
-    parser.add_argument("--spec", metavar="PATH", help="the release spec file (default: [tool.pipeline] spec in pyproject.toml, then ./release.py)")
+    parser.add_argument(
+        "--spec",
+        metavar="PATH",
+        help="the spec file (default: [tool.pipeline] spec in pyproject.toml, else ./release.py)",
+    )
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     sub.required = True
     for name, (_, help_text) in VERBS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--spec", metavar="PATH", default=argparse.SUPPRESS, help="the release spec file")
+        p.add_argument(
+            "--spec", metavar="PATH", default=argparse.SUPPRESS, help="the release spec file"
+        )
         if name == verb:
             _load(name).add_arguments(p)
     return parser

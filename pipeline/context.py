@@ -393,7 +393,7 @@ def in_ci(environ: Mapping[str, str]) -> bool:
 
 def load_context(loaded: LoadedSpec, environ: Mapping[str, str]) -> ReleaseContext:
     """The context of this run: the real event file and the checkout holding the spec file."""
-    from pipeline.adapters.git import read_git_facts  # noqa: PLC0415 (GitPython: only when used)
+    from pipeline.adapters.git import read_git_facts
 
     try:
         facts: GitFacts | None = read_git_facts(loaded.base_dir)

@@ -44,7 +44,7 @@ class ToolMissing(PipelineError):
 
 
 class CommandError(PipelineError):
-    """An external command exited non-zero. Carries argv, exit code and output (dagger's ExecError)."""
+    """An external command exited non-zero; carries argv, exit code and output (as dagger's)."""
 
     exit_code = 4
 

@@ -75,11 +75,12 @@ def backoff(
     retry_after: float | None = None,
     rand: Callable[[], float] = random.random,
 ) -> float:
-    """Capped exponential backoff with full jitter; a server's Retry-After wins (also capped)."""
+    """Capped exponential backoff with equal jitter (half fixed, half random), so retries from
+    several clients spread out; a server's Retry-After wins (also capped)."""
     cap = policy.max_backoff_seconds
     if retry_after is not None:
         return min(retry_after, cap)
-    ceiling = min(cap, policy.initial_backoff_seconds * (2 ** (attempt - 1)))
+    ceiling = min(cap, policy.initial_backoff_seconds * 2.0 ** (attempt - 1))
     return ceiling / 2 + rand() * ceiling / 2
 
 

@@ -100,7 +100,7 @@ class Image:
 
 @dataclass(frozen=True, kw_only=True)
 class SemverTag:
-    """A tag from the release version. Placeholders: {{version}} {{major}} {{minor}} {{patch}} {{raw}}."""
+    """A tag from the release version: {{version}} {{major}} {{minor}} {{patch}} {{raw}}."""
 
     pattern: str = "{{version}}"
 
@@ -116,7 +116,7 @@ class ShaTag:
 
 @dataclass(frozen=True, kw_only=True)
 class RawTag:
-    """A fixed tag, published when `enable` holds: always, on the default branch, or on a release."""
+    """A fixed tag, published when `enable` holds: always, on the default branch or on a release."""
 
     value: str
     enable: Literal["always", "default_branch", "release"] = "always"

@@ -57,7 +57,9 @@ def find_spec_path(
                 raise SpecError(f"{pyproject}: not valid TOML ({exc})") from exc
             configured = data.get("tool", {}).get("pipeline", {}).get("spec")
             if configured:
-                return _must_exist((folder / configured).resolve(), f"{pyproject} [tool.pipeline] spec")
+                return _must_exist(
+                    (folder / configured).resolve(), f"{pyproject} [tool.pipeline] spec"
+                )
             break
     return _must_exist(cwd / DEFAULT_FILE, "the default spec file")
 

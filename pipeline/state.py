@@ -8,7 +8,6 @@ pipelines can never be mixed. It holds no secret: references, digests and counts
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,9 +79,7 @@ class State:
     def from_json(cls, text: str, origin: str = "state") -> State:
         try:
             data = json.loads(text)
-            images = {
-                name: _image(value) for name, value in (data.pop("images", {}) or {}).items()
-            }
+            images = {name: _image(value) for name, value in (data.pop("images", {}) or {}).items()}
             if data.get("schema") != SCHEMA:
                 raise SpecError(f"{origin}: state schema {data.get('schema')} is not {SCHEMA}")
             return cls(images=images, **data)
@@ -117,4 +114,4 @@ def save(state: State, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(state.to_json())
-    os.replace(tmp, path)
+    tmp.replace(path)

@@ -132,6 +132,25 @@ def _version_text(version: semver.Version) -> str:
     return str(version).replace("+", "_")  # '+' is not allowed in a tag
 
 
+def is_immutable_name(policy: TagPolicy, name: str) -> bool:
+    """Whether a tag name belongs to an immutable class under `policy`: a full version or a sha
+    tag. Promotions and rollbacks use it to refuse moving such a tag, whoever asks."""
+    core = name
+    if policy.prefix and core.startswith(policy.prefix):
+        core = core[len(policy.prefix) :]
+    if policy.suffix and core.endswith(policy.suffix):
+        core = core[: len(core) - len(policy.suffix)]
+    if parse_version(core.removeprefix("v").replace("_", "+")) is not None:
+        return True
+    rules = policy.rules if policy.rules is not None else DEFAULT_RULES
+    return any(
+        isinstance(rule, ShaTag)
+        and core.startswith(rule.prefix)
+        and re.fullmatch(r"[0-9a-f]{4,40}", core[len(rule.prefix) :]) is not None
+        for rule in rules
+    )
+
+
 # --- compute -----------------------------------------------------------------------------------
 
 

@@ -81,7 +81,15 @@ def attest_argv(ref: DigestRef, identity: Identity, kind: str, predicate: Path) 
 
 
 def verify_argv(ref: DigestRef, identity: Identity) -> list[str]:
-    return ["cosign", "verify", *_verifier(identity), *_tlog_verify(identity), "--output", "json", str(ref)]
+    return [
+        "cosign",
+        "verify",
+        *_verifier(identity),
+        *_tlog_verify(identity),
+        "--output",
+        "json",
+        str(ref),
+    ]
 
 
 def verify_attestation_argv(ref: DigestRef, identity: Identity, kind: str) -> list[str]:
@@ -107,7 +115,11 @@ def parse_verify_output(stdout: str, expected_digest: str) -> list[dict[str, Any
     """cosign verify prints a JSON array of simple-signing payloads; check each names our digest."""
     text = stdout.strip()
     try:
-        payloads = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line.strip()]
+        payloads = (
+            json.loads(text)
+            if text.startswith("[")
+            else [json.loads(line) for line in text.splitlines() if line.strip()]
+        )
     except json.JSONDecodeError as exc:
         raise VerifyFailed("cosign verify printed no readable payload") from exc
     flat: list[dict[str, Any]] = []
@@ -116,7 +128,9 @@ def parse_verify_output(stdout: str, expected_digest: str) -> list[dict[str, Any
     for payload in flat:
         digest = payload.get("critical", {}).get("image", {}).get("docker-manifest-digest")
         if digest != expected_digest:
-            raise VerifyFailed(f"a signature names {digest}, not the verified digest {expected_digest}")
+            raise VerifyFailed(
+                f"a signature names {digest}, not the verified digest {expected_digest}"
+            )
     if not flat:
         raise VerifyFailed("cosign verify found no signature payload")
     return flat
@@ -140,7 +154,9 @@ class Cosign:
         self.runner = runner
 
     def sign(self, ref: DigestRef, identity: Identity, annotations: Mapping[str, str]) -> None:
-        self.runner.run(sign_argv(ref, identity, annotations), error_message=f"cosign could not sign {ref}")
+        self.runner.run(
+            sign_argv(ref, identity, annotations), error_message=f"cosign could not sign {ref}"
+        )
 
     def attest(self, ref: DigestRef, identity: Identity, kind: str, predicate: Path) -> None:
         self.runner.run(
@@ -152,9 +168,11 @@ class Cosign:
         result = self.runner.run(verify_argv(ref, identity), check=False)
         if result.exit_code != 0:
             raise VerifyFailed(f"signature check failed for {ref}: {_reason(result.stderr)}")
-        return parse_verify_output(result.stdout, ref.digest_str)
+        return parse_verify_output(result.stdout, str(ref.digest))
 
-    def verify_attestation(self, ref: DigestRef, identity: Identity, kind: str) -> list[dict[str, Any]]:
+    def verify_attestation(
+        self, ref: DigestRef, identity: Identity, kind: str
+    ) -> list[dict[str, Any]]:
         result = self.runner.run(verify_attestation_argv(ref, identity, kind), check=False)
         if result.exit_code != 0:
             raise VerifyFailed(f"no valid {kind} attestation on {ref}: {_reason(result.stderr)}")
@@ -179,7 +197,10 @@ class Cosign:
             self.runner.run(["cosign", "copy", "--force", str(source), destination])
         except CommandError as exc:
             raise CommandError(
-                exc.argv, exc.returncode, exc.stdout, exc.stderr,
+                exc.argv,
+                exc.returncode,
+                exc.stdout,
+                exc.stderr,
                 message=f"cosign could not copy {source} to {destination}",
             ) from None
 

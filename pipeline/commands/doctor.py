@@ -20,7 +20,9 @@ BINFMT = {"linux/arm64": "qemu-aarch64", "linux/arm/v7": "qemu-arm"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--strict", action="store_true", help="exit non-zero when anything is missing")
+    parser.add_argument(
+        "--strict", action="store_true", help="exit non-zero when anything is missing"
+    )
 
 
 def tool_row(tool: Tool, runner: Runner) -> tuple[str, str, str, bool]:
@@ -46,27 +48,53 @@ def multi_platform(runner: Runner) -> list[tuple[str, str, bool]]:
     try:
         engine = docker_engine.info()
         checks.append(("docker daemon", f"{engine.server_version} ({engine.architecture})", True))
-        checks.append((
-            "containerd image store",
-            "on" if engine.containerd_store else 'off: set {"features": {"containerd-snapshotter": true}}',
-            engine.containerd_store,
-        ))
+        checks.append(
+            (
+                "containerd image store",
+                "on"
+                if engine.containerd_store
+                else 'off: set {"features": {"containerd-snapshotter": true}}',
+                engine.containerd_store,
+            )
+        )
     except EnvironmentProblem as exc:
         checks.append(("docker daemon", str(exc), False))
     try:
-        out = runner.run(["docker", "buildx", "ls", "--format", "json"], quiet=True, timeout=20).stdout
+        out = runner.run(
+            ["docker", "buildx", "ls", "--format", "json"], quiet=True, timeout=20
+        ).stdout
         builders = [json.loads(line) for line in out.splitlines() if line.strip()]
         current = builders[0] if builders else {}
-        platforms = sorted({p for node in current.get("Nodes", []) for p in node.get("Platforms", [])})
-        checks.append((f"buildx builder {current.get('Name', '?')}", f"driver {current.get('Driver', '?')}", bool(current)))
-        checks.append(("builder platforms", ", ".join(platforms) or "none", "linux/arm64" in platforms))
+        platforms = sorted(
+            {p for node in current.get("Nodes", []) for p in node.get("Platforms", [])}
+        )
+        checks.append(
+            (
+                f"buildx builder {current.get('Name', '?')}",
+                f"driver {current.get('Driver', '?')}",
+                bool(current),
+            )
+        )
+        checks.append(
+            ("builder platforms", ", ".join(platforms) or "none", "linux/arm64" in platforms)
+        )
     except (CommandError, ToolMissing, json.JSONDecodeError) as exc:
         checks.append(("buildx", str(exc), False))
     for platform, handler in BINFMT.items():
         entry = Path(BINFMT_DIR) / handler
         enabled = entry.is_file() and entry.read_text().startswith("enabled")
-        flags = next((line for line in entry.read_text().splitlines() if line.startswith("flags")), "") if entry.is_file() else ""
-        checks.append((f"binfmt {platform}", f"{handler} {'enabled' if enabled else 'missing'} {flags}".strip(), enabled))
+        flags = (
+            next((line for line in entry.read_text().splitlines() if line.startswith("flags")), "")
+            if entry.is_file()
+            else ""
+        )
+        checks.append(
+            (
+                f"binfmt {platform}",
+                f"{handler} {'enabled' if enabled else 'missing'} {flags}".strip(),
+                enabled,
+            )
+        )
     return checks
 
 

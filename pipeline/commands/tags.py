@@ -32,10 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline import labels, tags  # noqa: PLC0415 (lazy: start-up time)
-    from pipeline.context import load_context  # noqa: PLC0415
-    from pipeline.secrets import redact  # noqa: PLC0415
-    from pipeline.specload import load  # noqa: PLC0415
+    from pipeline import labels, tags
+    from pipeline.context import load_context
+    from pipeline.secrets import redact
+    from pipeline.specload import load
 
     loaded = load(getattr(args, "spec", None))
     ctx = load_context(loaded, os.environ)

@@ -1,4 +1,4 @@
-"""`pipeline toolchain`: install and start what the project needs (Debian 12, root), idempotently."""
+"""`pipeline toolchain`: install and start what the project needs (Debian 12, root); idempotent."""
 
 from __future__ import annotations
 

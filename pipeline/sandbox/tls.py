@@ -83,7 +83,9 @@ def make_loopback_tls(folder: Path, *, days: int = 30) -> TlsFiles:
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    files = TlsFiles(ca_cert=folder / "ca.crt", cert=folder / "server.crt", key=folder / "server.key")
+    files = TlsFiles(
+        ca_cert=folder / "ca.crt", cert=folder / "server.crt", key=folder / "server.key"
+    )
     files.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     _write_key(files.key, key)

@@ -144,7 +144,7 @@ def _dpkg_version(runner: Runner, package: str) -> str | None:
 
 
 def _major(version: str) -> int:
-    digits = version.split(":")[-1].split(".")[0]
+    digits = version.rsplit(":", maxsplit=1)[-1].split(".", maxsplit=1)[0]
     return int(digits) if digits.isdigit() else 0
 
 
@@ -152,7 +152,8 @@ def _install_apt(runner: Runner) -> None:
     wanted_trixie = [
         p
         for p in TRIXIE_PACKAGES
-        if (v := _dpkg_version(runner, p)) is None or (p in ("docker.io", "docker-cli") and _major(v) < 26)
+        if (v := _dpkg_version(runner, p)) is None
+        or (p in ("docker.io", "docker-cli") and _major(v) < 26)
     ]
     wanted_bookworm = [p for p in BOOKWORM_PACKAGES if _dpkg_version(runner, p) is None]
     if not wanted_trixie and not wanted_bookworm:

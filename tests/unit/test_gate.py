@@ -50,7 +50,9 @@ REPORT = _report(
         (ScanPolicy(fail_on=()), True, [], 0),
     ],
 )
-def test_gate_follows_policy(policy: ScanPolicy, passed: bool, blocking: list[str], unfixed: int) -> None:
+def test_gate_follows_policy(
+    policy: ScanPolicy, passed: bool, blocking: list[str], unfixed: int
+) -> None:
     verdict = evaluate(findings(REPORT), policy)
     assert verdict.passed is passed
     assert [f.id for f in verdict.blocking] == blocking
@@ -85,6 +87,10 @@ def test_verdict_json() -> None:
     data = evaluate(findings(REPORT, "linux/amd64"), ScanPolicy()).to_json()
     assert data["verdict"] == "fail"
     assert data["blocking"][0] == {
-        "id": "CVE-1", "package": "pkg", "installed": "1.0", "fixed": "2.0",
-        "severity": "CRITICAL", "platform": "linux/amd64",
+        "id": "CVE-1",
+        "package": "pkg",
+        "installed": "1.0",
+        "fixed": "2.0",
+        "severity": "CRITICAL",
+        "platform": "linux/amd64",
     }

@@ -18,8 +18,18 @@ POLICY = RetryPolicy(attempts=4, initial_backoff_seconds=0.5, max_backoff_second
 
 @pytest.mark.parametrize(
     ("status", "transient"),
-    [(429, True), (500, True), (502, True), (503, True), (599, True), (200, False),
-     (401, False), (403, False), (404, False), (400, False)],
+    [
+        (429, True),
+        (500, True),
+        (502, True),
+        (503, True),
+        (599, True),
+        (200, False),
+        (401, False),
+        (403, False),
+        (404, False),
+        (400, False),
+    ],
 )
 def test_status_classes(status: int, transient: bool) -> None:
     assert status_is_transient(status) is transient
@@ -49,14 +59,23 @@ def test_auth_text() -> None:
 
 @pytest.mark.parametrize(
     ("header", "expected"),
-    [("3", 3.0), ("0", 0.0), (None, None), ("", None), ("soon", None),
-     ("Wed, 21 Oct 2015 07:28:10 GMT", 0.0)],
+    [
+        ("3", 3.0),
+        ("0", 0.0),
+        (None, None),
+        ("", None),
+        ("soon", None),
+        ("Wed, 21 Oct 2015 07:28:10 GMT", 0.0),
+    ],
 )
 def test_retry_after(header: str | None, expected: float | None) -> None:
     assert parse_retry_after(header, now=1_445_412_490.0) == expected
 
 
-@pytest.mark.parametrize(("attempt", "low", "high"), [(1, 0.25, 0.5), (2, 0.5, 1.0), (3, 1.0, 2.0), (4, 2.0, 4.0), (9, 2.0, 4.0)])
+@pytest.mark.parametrize(
+    ("attempt", "low", "high"),
+    [(1, 0.25, 0.5), (2, 0.5, 1.0), (3, 1.0, 2.0), (4, 2.0, 4.0), (9, 2.0, 4.0)],
+)
 def test_backoff_is_capped_exponential_with_jitter(attempt: int, low: float, high: float) -> None:
     assert backoff(POLICY, attempt, rand=lambda: 0.0) == low
     assert backoff(POLICY, attempt, rand=lambda: 1.0) == high

@@ -36,11 +36,15 @@ def test_round_trip(tmp_path: Path) -> None:
 def test_refuses_another_commit(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     save(_state(), path)
-    with pytest.raises(SpecError, match="written for commit cccccccccccc, but this is dddddddddddd"):
+    with pytest.raises(
+        SpecError, match="written for commit cccccccccccc, but this is dddddddddddd"
+    ):
         load(path, commit="d" * 40)
 
 
-@pytest.mark.parametrize("text", ["", "[]", '{"schema": 99, "commit": "x", "version": null, "context": {}}', "{nope"])
+@pytest.mark.parametrize(
+    "text", ["", "[]", '{"schema": 99, "commit": "x", "version": null, "context": {}}', "{nope"]
+)
 def test_rejects_garbage(tmp_path: Path, text: str) -> None:
     path = tmp_path / "state.json"
     path.write_text(text)

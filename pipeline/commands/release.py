@@ -1,0 +1,15 @@
+"""`pipeline release`: Everything in one process: preflight, build, scan, sign, publish, report."""
+
+from __future__ import annotations
+
+import argparse
+
+from pipeline.commands import _stages
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _stages.add_stage_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    return _stages.run(args, ("preflight", "build", "scan", "sign", "publish"))

@@ -1,0 +1,48 @@
+"""`pipeline verify REF`: signature, SBOM and vulnerability attestations, attested scan vs policy.
+
+REF is `host[:port]/repo:tag`, `host/repo@sha256:…` or `repo:tag` (the spec's registry). Exit 0
+when everything checks out; VerifyFailed's exit code and one line naming what failed otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.table import Table
+
+from pipeline import ui
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("ref", metavar="REF", help="image reference to verify (tag or digest)")
+    parser.add_argument(
+        "--registry", metavar="HOST[:PORT]", help="the registry of a REF without host"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.engine.promote import resolve_and_verify
+
+    verified = resolve_and_verify(
+        args.ref, spec=getattr(args, "spec", None), registry=args.registry
+    )
+    table = Table(title=f"Verified {args.ref}")
+    table.add_column("Check")
+    table.add_column("Result")
+    table.add_row("digest", verified.digest)
+    table.add_row("signature", verified.signature)
+    table.add_row(
+        "signed as", f"version {verified.version or '—'}, commit {(verified.revision or '—')[:12]}"
+    )
+    for platform, digest in sorted(verified.platforms.items()):
+        table.add_row(f"  {platform}", digest)
+    table.add_row("attestations", ", ".join(verified.attestations))
+    counts = verified.scan.counts
+    table.add_row(
+        "attested scan",
+        f"pass (CRITICAL {counts.get('CRITICAL', 0)}, HIGH {counts.get('HIGH', 0)}, "
+        f"unfixed allowed {verified.scan.unfixed_allowed})",
+    )
+    ui.table(table)
+    ui.ok(f"{args.ref} verifies")
+    return 0

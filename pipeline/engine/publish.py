@@ -1,0 +1,183 @@
+"""Publish: point every computed tag at the exact digest that was scanned and signed.
+
+- All tags are checked before any is written. An immutable tag (full version, sha-…) that already
+  names another digest refuses the whole promotion: nothing changes, and the error names the tag
+  and both digests. The same digest is a no-op ("already published"); floating tags move.
+- Tags are written by re-PUTting the index manifest's exact bytes: nothing is rebuilt, the digest
+  cannot change. Immutable tags first, floating tags last.
+- A process-wide file lock per repository serialises concurrent promotions on this machine; each
+  written tag is read back, so a race with another machine is detected and reported.
+- A failure part-way is reported tag by tag; a re-run completes the remaining tags.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from rich.table import Table
+
+from pipeline import ui
+from pipeline.adapters.registry import Manifest, RegistryClient
+from pipeline.engine.verify import split_repository
+from pipeline.engine.workspace import Workspace
+from pipeline.errors import PublishRefused, RegistryError
+from pipeline.sandbox.cache import cache_dir
+from pipeline.state import ImageState, State, TagState
+
+
+@dataclass(frozen=True)
+class TagAction:
+    tag: TagState
+    current: str | None  # digest the tag names now, if any
+
+    @property
+    def kind(self) -> str:
+        return "create" if self.current is None else "move"
+
+
+def ensure_publishable(image: ImageState) -> None:
+    if image.reused:
+        return
+    if image.scan is None or image.scan.verdict != "pass":
+        raise PublishRefused(
+            f"{image.name}: {image.index_digest} has no passing scan; nothing was tagged"
+        )
+    if not image.verified or not image.signature:
+        raise PublishRefused(
+            f"{image.name}: {image.index_digest} is not signed and verified; nothing was tagged"
+        )
+
+
+@contextlib.contextmanager
+def promotion_lock(repository: str) -> Iterator[None]:
+    folder = cache_dir() / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha256(repository.encode()).hexdigest()[:16]
+    with (folder / f"{name}.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def plan_tags(
+    client: RegistryClient, path: str, digest: str, tags: list[TagState]
+) -> tuple[list[TagAction], list[str]]:
+    """What each tag needs, and the refusals (immutable tags naming another digest)."""
+    actions: list[TagAction] = []
+    conflicts: list[str] = []
+    for tag in tags:
+        current = client.digest_of(path, tag.name)
+        if current == digest:
+            tag.result = "unchanged"
+        elif current is not None and tag.immutable:
+            tag.result = "refused"
+            conflicts.append(
+                f"immutable tag {tag.name} already points at {current}, not at this release's "
+                f"{digest}"
+            )
+        else:
+            tag.previous = current
+            actions.append(TagAction(tag, current))
+    return actions, conflicts
+
+
+def promote(client: RegistryClient, repository: str, digest: str, tags: list[TagState]) -> None:
+    """Point `tags` at `digest` in `repository` (host/path) with the rules above."""
+    _, path = split_repository(repository)
+    with promotion_lock(repository):
+        manifest = client.resolve(path, digest)
+        if manifest is None:
+            raise PublishRefused(
+                f"{repository}@{digest} is not in the registry; nothing was tagged"
+            )
+        actions, conflicts = plan_tags(client, path, digest, tags)
+        if conflicts:
+            raise PublishRefused(f"{repository}: {conflicts[0]}; nothing was changed")
+        ordered = sorted(actions, key=lambda a: not a.tag.immutable)
+        for action in ordered:
+            try:
+                client.put_manifest(
+                    path, action.tag.name, Manifest(digest, manifest.media_type, manifest.body)
+                )
+                now = client.digest_of(path, action.tag.name)
+                if now != digest:
+                    raise PublishRefused(
+                        f"tag {action.tag.name} was re-pointed to {now} by someone else while "
+                        f"this release wrote {digest}"
+                    )
+            except (RegistryError, PublishRefused) as exc:
+                action.tag.result = "failed"
+                _print_tags(repository, tags)
+                done = sum(t.result in ("created", "moved", "unchanged") for t in tags)
+                raise type(exc)(
+                    f"{exc.message}; {done} of {len(tags)} tag(s) published (listed above); "
+                    "re-run to finish"
+                ) from None
+            action.tag.result = "created" if action.current is None else "moved"
+
+
+def run_publish(ws: Workspace, state: State) -> None:
+    if not ws.push:
+        ui.ok("publish: pull request context: nothing is pushed, signed or tagged")
+        return
+    for image in state.images.values():
+        ensure_publishable(image)
+    for image in state.images.values():
+        image.tags = [TagState(name=t.name, immutable=t.immutable) for t in ws.tagset.tags]
+        promote(ws.client, image.repository, image.index_digest or "", image.tags)
+        _print_tags(image.repository, image.tags)
+        for mirror in ws.spec.publish.mirrors:
+            image.mirrors.append(_mirror(ws, image, mirror.host, mirror.repository))
+
+
+def _mirror(ws: Workspace, image: ImageState, host: str, repository: str | None) -> str:
+    """Copy the signed digest with its signature and attestations, then tag it the same way."""
+    from pipeline.adapters.registry import docker_config_credentials
+    from pipeline.refs import DigestRef
+
+    _, path = split_repository(image.repository)
+    target = f"{host}/{repository or path}"
+    first = image.tags[0].name if image.tags else "latest"
+    client = RegistryClient(
+        host,
+        credentials=docker_config_credentials(host, ws.runner.env),
+        retry=ws.spec.retry,
+        on_retry=ws.note_retry,
+    )
+    mirror_tags = [TagState(name=t.name, immutable=t.immutable) for t in image.tags]
+    _, mpath = split_repository(target)
+    _actions, conflicts = plan_tags(client, mpath, image.index_digest or "", mirror_tags)
+    if conflicts:
+        raise PublishRefused(f"mirror {target}: {conflicts[0]}; the mirror was not changed")
+    with ui.progress(f"{image.name}: copy to mirror {target}"):
+        ws.cosign().copy(DigestRef.parse(image.digest_ref), f"{target}:{first}")
+    for tag in mirror_tags:
+        tag.result = "pending"
+    promote(client, target, image.index_digest or "", mirror_tags)
+    return target
+
+
+def _print_tags(repository: str, tags: list[TagState]) -> None:
+    table = Table(title=f"Tags of {repository}")
+    for column in ("Tag", "Class", "Result"):
+        table.add_column(column)
+    labels = {
+        "created": "created",
+        "moved": "moved",
+        "unchanged": "already published",
+        "pending": "not written",
+        "failed": "FAILED",
+        "refused": "refused",
+    }
+    for tag in tags:
+        result = labels.get(tag.result, tag.result)
+        if tag.result == "moved" and tag.previous:
+            result += f" (was {tag.previous[:19]}…)"
+        table.add_row(tag.name, "immutable" if tag.immutable else "floating", result)
+    ui.table(table)

@@ -1,0 +1,195 @@
+"""Scan: Trivy on every platform image by digest, concurrently, then the gate.
+
+Each platform gets a JSON report (every package), and from it SARIF, a CycloneDX SBOM and the
+cosign-vuln predicate (`trivy convert`: the image is fetched once). The gate applies the spec's
+policy to the JSON; a failure prints the blocking findings and raises GateFailed after the
+reports and the state are written, so CI still uploads them.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from pipeline import gate, paths, ui
+from pipeline.adapters.trivy import ScanRequest
+from pipeline.engine.workspace import Workspace
+from pipeline.errors import GateFailed
+from pipeline.state import ScanState, State
+
+REPORT_SUFFIXES = {
+    "json": ".json",
+    "sarif": ".sarif",
+    "cyclonedx": ".cdx.json",
+    "cosign-vuln": ".vuln.json",
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    image: str
+    platform: str
+    target: str
+    input_layout: bool
+    folder: Path
+
+    def path(self, fmt: str) -> Path:
+        return self.folder / f"{paths.platform_slug(self.platform)}{REPORT_SUFFIXES[fmt]}"
+
+
+def jobs_for(ws: Workspace, state: State) -> list[Job]:
+    jobs: list[Job] = []
+    for name, image in sorted(state.images.items()):
+        if image.reused:
+            continue
+        folder = ws.dist / "scan" / name
+        for platform, digest in sorted(image.platforms.items()):
+            if image.layout:
+                target, from_layout = image.layout, True
+            else:
+                target, from_layout = f"{image.repository}@{digest}", False
+            jobs.append(Job(name, platform, target, from_layout, folder))
+    return jobs
+
+
+def run_scan(ws: Workspace, state: State) -> None:
+    jobs = jobs_for(ws, state)
+    if not jobs:
+        ui.ok("scan: nothing new to scan (reused digests were scanned when first built)")
+        return
+    trivy = ws.trivy()
+    ws.trivy_cache.mkdir(parents=True, exist_ok=True)
+    with ui.progress(f"trivy DB from {ws.db_repository or 'its default repository'}"):
+        trivy.download_db(ws.trivy_cache, ws.db_repository)
+    ignore = ws.loaded.resolve(ws.spec.scan.ignore_file) if ws.spec.scan.ignore_file else None
+
+    def scan_one(job: Job) -> tuple[Job, dict[str, Any]]:
+        report = trivy.scan(
+            ScanRequest(
+                target=job.target,
+                platform=job.platform,
+                output=job.path("json"),
+                cache_dir=ws.trivy_cache,
+                ignore_file=ignore,
+                timeout_seconds=ws.spec.scan.timeout_seconds,
+                input_layout=job.input_layout,
+            )
+        )
+        wanted = [f for f in ("sarif", "cyclonedx") if f in ws.spec.scan.formats]
+        for fmt in [*wanted, "cosign-vuln"]:
+            trivy.convert(job.path("json"), fmt, job.path(fmt))
+        return job, report
+
+    label = f"trivy: {len(jobs)} platform image(s), {min(len(jobs), 4)} at a time"
+    with ui.progress(label), ThreadPoolExecutor(max_workers=min(len(jobs), 4)) as pool:
+        results = list(pool.map(scan_one, jobs))
+
+    per_image: dict[str, list[tuple[Job, gate.Verdict]]] = {}
+    all_findings: list[gate.Finding] = []
+    for job, report in results:
+        found = gate.findings(report, job.platform)
+        all_findings.extend(found)
+        per_image.setdefault(job.image, []).append((job, gate.evaluate(found, ws.spec.scan)))
+    failed: list[gate.Finding] = []
+    for name, verdicts in per_image.items():
+        image = state.images[name]
+        image.scan = _scan_state(verdicts, ws)
+        failed.extend(f for _, v in verdicts for f in v.blocking)
+        ui.info(f"  {name}: {image.scan.verdict} — {_counts_text(image.scan.counts)}")
+    write_gitlab_report(ws.path(paths.GITLAB_SCANNING_REPORT), all_findings)
+    if failed:
+        ui.table(findings_table(failed))
+        worst = failed[0]
+        raise GateFailed(
+            f"vulnerability gate: {len(failed)} finding(s) at {', '.join(ws.spec.scan.fail_on)} "
+            f"(worst: {worst.id} in {worst.package} {worst.installed} on {worst.platform}, "
+            f"fixed in {worst.fixed or 'no release yet'}); nothing was signed or tagged"
+        )
+
+
+def _scan_state(verdicts: list[tuple[Job, gate.Verdict]], ws: Workspace) -> ScanState:
+    counts = gate.merge_counts(v for _, v in verdicts)
+    blocking = [b for _, v in verdicts for b in v.to_json()["blocking"]]
+    reports = {
+        job.platform: {
+            fmt: str(job.path(fmt).relative_to(ws.dist.parent))
+            for fmt in ("json", "sarif", "cyclonedx", "cosign-vuln")
+            if job.path(fmt).exists()
+        }
+        for job, _ in verdicts
+    }
+    return ScanState(
+        verdict="pass" if not blocking else "fail",
+        counts=counts,
+        blocking=blocking,
+        unfixed_allowed=sum(v.unfixed for _, v in verdicts),
+        reports=reports,
+    )
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{sev} {counts.get(sev, 0)}" for sev in ("CRITICAL", "HIGH", "MEDIUM", "LOW"))
+
+
+def findings_table(found: list[gate.Finding]) -> Table:
+    table = Table(title="Findings that block the release", show_lines=False)
+    for column in ("Severity", "ID", "Package", "Installed", "Fixed in", "Platform"):
+        table.add_column(column)
+    for f in found:
+        table.add_row(f.severity, f.id, f.package, f.installed, f.fixed or "—", f.platform)
+    return table
+
+
+def write_gitlab_report(path: Path, found: list[gate.Finding]) -> None:
+    """GitLab's container-scanning report (schema 15): one entry per finding and platform."""
+    vulnerabilities = [
+        {
+            "id": gate_id(f),
+            "name": f.title or f.id,
+            "description": f.title or f.id,
+            "severity": f.severity.capitalize() if f.severity != "UNKNOWN" else "Unknown",
+            "solution": f"Upgrade {f.package} to {f.fixed}" if f.fixed else "No fix available yet",
+            "location": {
+                "dependency": {"package": {"name": f.package}, "version": f.installed},
+                "operating_system": "debian",
+                "image": f.platform,
+            },
+            "identifiers": [{"type": "cve", "name": f.id, "value": f.id}],
+        }
+        for f in found
+    ]
+    document = {
+        "version": "15.0.7",
+        "scan": {
+            "type": "container_scanning",
+            "status": "success",
+            "analyzer": {
+                "id": "trivy",
+                "name": "Trivy",
+                "version": "0.76.0",
+                "vendor": {"name": "Aqua Security"},
+            },
+            "scanner": {
+                "id": "trivy",
+                "name": "Trivy",
+                "version": "0.76.0",
+                "vendor": {"name": "Aqua Security"},
+            },
+            "start_time": "1970-01-01T00:00:00",
+            "end_time": "1970-01-01T00:00:00",
+        },
+        "vulnerabilities": vulnerabilities,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+def gate_id(f: gate.Finding) -> str:
+    import hashlib
+
+    return hashlib.sha256(f"{f.id}|{f.package}|{f.platform}".encode()).hexdigest()[:32]

@@ -1,0 +1,96 @@
+"""Sign: cosign signs the index digest, attaches each platform's SBOM (CycloneDX) and scan result
+(cosign-vuln) as attestations, then verifies all of it at once with the public key.
+
+Only a digest that passed the gate is signed: the signature is the proof it was scanned.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from pipeline import paths, ui
+from pipeline.adapters.cosign import signature_tag
+from pipeline.engine.workspace import Workspace
+from pipeline.errors import GateFailed, SpecError
+from pipeline.refs import DigestRef
+from pipeline.state import ImageState, State
+
+ATTESTATION_FILES = {"cyclonedx": "cyclonedx", "vuln": "cosign-vuln"}
+
+
+def signature_annotations(ws: Workspace) -> dict[str, str]:
+    """Bound into the signed payload: which commit and version this digest was released as."""
+    annotations = {"org.opencontainers.image.revision": ws.context.sha}
+    if ws.tagset.version:
+        annotations["org.opencontainers.image.version"] = ws.tagset.version
+    return annotations
+
+
+def run_sign(ws: Workspace, state: State) -> None:
+    if not ws.push:
+        ui.ok("sign: pull request context: nothing is signed")
+        return
+    todo = [image for image in state.images.values() if not image.reused]
+    if not todo:
+        ui.ok("sign: nothing new to sign (reused digests are already signed)")
+        return
+    if ws.identity.key is None and ws.identity.keyless is None:
+        raise SpecError(
+            f"sign: no signing key; set {ws.spec.sign.key_env} (a cosign key reference) and "
+            "COSIGN_PASSWORD, or configure keyless signing in the spec"
+        )
+    if ws.throwaway_key:
+        ui.warn(
+            f"signing with a throwaway local key ({ws.identity.key}); set "
+            f"{ws.spec.sign.key_env} to sign with yours"
+        )
+    for image in todo:
+        _sign_image(ws, image)
+    if ws.identity.public_key:
+        state.public_key = (
+            Path(ws.identity.public_key).read_text()
+            if Path(ws.identity.public_key).is_file()
+            else ws.identity.public_key
+        )
+
+
+def _sign_image(ws: Workspace, image: ImageState) -> None:
+    if image.scan is None or image.scan.verdict != "pass":
+        raise GateFailed(
+            f"sign: {image.name} {image.index_digest} has no passing scan in the state; "
+            "run scan first (only scanned digests are signed)"
+        )
+    cosign = ws.cosign()
+    index_ref = DigestRef.parse(image.digest_ref)
+    with ui.progress(f"{image.name}: cosign sign {index_ref.digest.short()}…"):
+        cosign.sign(index_ref, ws.identity, signature_annotations(ws))
+    kinds = [k for k in ws.spec.sign.attestations if k in ATTESTATION_FILES]
+    jobs: list[tuple[DigestRef, str, Path]] = []
+    for platform, digest in sorted(image.platforms.items()):
+        reports = image.scan.reports.get(platform, {})
+        for kind in kinds:
+            report = reports.get(ATTESTATION_FILES[kind])
+            if report is None:
+                raise SpecError(
+                    f"sign: no {kind} report for {image.name} {platform}; run scan first"
+                )
+            jobs.append(
+                (DigestRef.parse(f"{image.repository}@{digest}"), kind, ws.dist.parent / report)
+            )
+    with ui.progress(f"{image.name}: {len(jobs)} attestation(s)"), ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda job: cosign.attest(job[0], ws.identity, job[1], job[2]), jobs))
+    image.signature = f"{image.repository}:{signature_tag(image.index_digest or '')}"
+    image.attestations = sorted(
+        {f"{image.repository}:{signature_tag(d, 'att')}" for d in image.platforms.values()}
+    )
+    from pipeline.engine.verify import verify_digest
+
+    with ui.progress(f"{image.name}: verify signature and attestations"):
+        verify_digest(ws, image.repository, image.index_digest or "")
+    image.verified = True
+    ui.ok(f"{image.name}: signed and verified {image.index_digest}")
+
+
+def public_key_path(ws: Workspace) -> Path:
+    return ws.path(paths.DIST / "cosign.pub")

@@ -1,0 +1,309 @@
+"""Everything a stage needs for one run, resolved once: spec, context, tags, registry, credentials,
+tools, signing identity and where files go.
+
+Resolution rules (documented in the README):
+- registry host: `--registry`, then PIPELINE_REGISTRY, then the spec; `local` is the built-in
+  loopback registry (started on demand, kept running); its CA: PIPELINE_REGISTRY_CA, then the
+  spec's `registry.ca_file`, else the system's;
+- credentials: the environment variables the spec names, else the docker config;
+- signing key: the variable the spec names (COSIGN_KEY) with COSIGN_PASSWORD; with none set,
+  outside CI, a throwaway key pair kept with the built-in registry (said loudly);
+- base image: PIPELINE_BASE_IMAGE, else the Dockerfile's default, else (when that base's registry
+  does not resolve: an offline machine) the built-in base;
+- Trivy DB: PIPELINE_TRIVY_DB_REPOSITORY, then the spec, else Trivy's default, else (offline) the
+  built-in fixture DB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline import paths, ui
+from pipeline.adapters.cosign import Cosign, Identity
+from pipeline.adapters.docker_cli import DockerCli
+from pipeline.adapters.registry import Credentials, RegistryClient, docker_config_credentials
+from pipeline.adapters.runner import Runner
+from pipeline.adapters.trivy import Trivy
+from pipeline.context import ReleaseContext, in_ci
+from pipeline.errors import SpecError
+from pipeline.plan import resolve_registry_host
+from pipeline.retry import Attempt
+from pipeline.sandbox import local as sandbox
+from pipeline.sandbox.cache import cache_dir
+from pipeline.secrets import register
+from pipeline.spec import LOCAL_REGISTRY, Image, Spec
+from pipeline.specload import LoadedSpec
+from pipeline.tags import TagSet
+
+TRIVY_DEFAULT_DB_HOST = "mirror.gcr.io"
+
+
+@dataclass
+class Workspace:
+    loaded: LoadedSpec
+    context: ReleaseContext
+    tagset: TagSet
+    registry_host: str
+    runner: Runner  # environment for every tool: DOCKER_CONFIG, SSL_CERT_FILE
+    client: RegistryClient
+    environ: dict[str, str]
+    dist: Path
+    trivy_cache: Path
+    db_repository: str | None
+    base_image: str | None  # the built-in base when the default cannot be pulled
+    sandbox: sandbox.Provisioned | None = None
+    retries: list[Attempt] = field(default_factory=list)
+    _signing: tuple[Identity, dict[str, str], bool] | None = None
+
+    def _signer(self) -> tuple[Identity, dict[str, str], bool]:
+        """Resolved on first use: a build or scan never touches keys."""
+        if self._signing is None:
+            self._signing = _signing(self.spec, self.environ, self.runner)
+        return self._signing
+
+    @property
+    def identity(self) -> Identity:
+        return self._signer()[0]
+
+    @property
+    def throwaway_key(self) -> bool:
+        return self._signing is not None and self._signing[2]
+
+    @property
+    def spec(self) -> Spec:
+        return self.loaded.spec
+
+    @property
+    def push(self) -> bool:
+        """Pull requests build and scan only: nothing is pushed, signed or tagged."""
+        return self.tagset.publish
+
+    def repository(self, image: Image) -> str:
+        return f"{self.registry_host}/{image.repository}"
+
+    def docker(self) -> DockerCli:
+        return DockerCli(self.runner)
+
+    def trivy(self) -> Trivy:
+        return Trivy(self.runner)
+
+    def cosign(self) -> Cosign:
+        return Cosign(self.runner.with_env(**self._signer()[1]))
+
+    def note_retry(self, attempt: Attempt) -> None:
+        self.retries.append(attempt)
+        ui.warn(f"retry {attempt.number} in {attempt.wait:.1f}s: {attempt.reason}")
+
+    def path(self, relative: object) -> Path:
+        return self.dist.parent / str(relative)
+
+
+def _credentials(spec: Spec, host: str, environ: Mapping[str, str]) -> Credentials | None:
+    user_env, pass_env = spec.registry.username_env, spec.registry.password_env
+    user = environ.get(user_env or "", "")
+    password = environ.get(pass_env or "", "")
+    register(password)
+    if user and password:
+        return Credentials(user, password)
+    if bool(user) != bool(password):
+        missing = user_env if not user else pass_env
+        raise SpecError(
+            f"registry.{'username_env' if not user else 'password_env'}: {missing} is not set"
+        )
+    return docker_config_credentials(host, environ)
+
+
+def resolves(host: str) -> bool:
+    """Whether a registry's name resolves: a DNS question only, nothing is sent to it."""
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    try:
+        socket.getaddrinfo(name, 443, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return False
+    return True
+
+
+def default_base_host(dockerfile: Path, arg: str) -> str | None:
+    """The registry of an ARG's default (`ARG BASE_IMAGE=python:3.12-slim`: docker.io)."""
+    if not dockerfile.is_file():
+        return None
+    for line in dockerfile.read_text().splitlines():
+        text = line.strip()
+        if text.upper().startswith("ARG ") and text[4:].strip().startswith(f"{arg}="):
+            ref = text[4:].strip().split("=", 1)[1].strip().strip('"')
+            first = ref.split("/", 1)[0]
+            if "/" in ref and ("." in first or ":" in first or first == "localhost"):
+                return first
+            return "registry-1.docker.io"
+    return None
+
+
+@contextlib.contextmanager
+def open_workspace(
+    loaded: LoadedSpec,
+    context: ReleaseContext,
+    tagset: TagSet,
+    *,
+    registry_override: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    dist: Path | None = None,
+    stages: frozenset[str] = frozenset(),
+) -> Iterator[Workspace]:
+    """Resolve everything for a run; the isolated docker config is removed when it ends.
+
+    `stages` says what the run will do, so only a build looks for a base image and only a scan
+    for a Trivy DB.
+    """
+    env = dict(os.environ if environ is None else environ)
+    spec = loaded.spec
+    host = resolve_registry_host(spec, registry_override, env)
+    base_runner = Runner(env=env)
+    need_base_fallback = "build" in stages and _needs_local_base(loaded, env)
+    need_db_fallback = "scan" in stages and _needs_local_db(spec, env)
+    provisioned: sandbox.Provisioned | None = None
+    private_config: Path | None = None
+    if host == LOCAL_REGISTRY or need_base_fallback or need_db_fallback:
+        with ui.progress("built-in registry, base image and Trivy DB"):
+            provisioned = sandbox.up(
+                base_runner, base=need_base_fallback, trivy_db=need_db_fallback
+            )
+    if host == LOCAL_REGISTRY and provisioned is not None:
+        host = provisioned.registry.host
+        credentials = provisioned.registry.credentials
+        ca_file = provisioned.registry.ca_file
+        tool_env = provisioned.tool_env()
+    else:
+        credentials = _credentials(spec, host, env)
+        ca_text = env.get("PIPELINE_REGISTRY_CA") or (
+            str(loaded.resolve(spec.registry.ca_file)) if spec.registry.ca_file else ""
+        )
+        ca_file = Path(ca_text) if ca_text else None
+        if ca_file is not None and not ca_file.is_file():
+            origin = (
+                "PIPELINE_REGISTRY_CA" if env.get("PIPELINE_REGISTRY_CA") else "registry.ca_file"
+            )
+            raise SpecError(f"{origin}: CA file {ca_file} does not exist")
+        tool_env = {}
+        if provisioned is not None and provisioned.ca_bundle is not None:
+            tool_env["SSL_CERT_FILE"] = str(provisioned.ca_bundle)
+        if ca_file is not None:
+            bundle = Path(tempfile.mkdtemp(prefix="pipeline-ca-")) / "ca-bundle.pem"
+            system = Path("/etc/ssl/certs/ca-certificates.crt")
+            bundle.write_text(
+                (system.read_text() if system.is_file() else "") + ca_file.read_text()
+            )
+            tool_env["SSL_CERT_FILE"] = str(bundle)
+        if credentials is not None and _creds_from_env(spec, env):
+            # Log in through a private docker config so buildx, cosign and Trivy share it and the
+            # user's own ~/.docker is untouched. Removed when the run ends.
+            private_config = Path(tempfile.mkdtemp(prefix="pipeline-docker-"))
+            tool_env["DOCKER_CONFIG"] = str(private_config)
+            DockerCli(base_runner.with_env(**tool_env)).login(
+                host, credentials.username, credentials.password
+            )
+        elif provisioned is not None:
+            # Still need to pull the built-in base from the built-in registry.
+            tool_env.setdefault("DOCKER_CONFIG", str(provisioned.docker_config))
+    runner = base_runner.with_env(**tool_env)
+    dist = dist or Path.cwd() / paths.DIST
+    workspace = Workspace(
+        loaded=loaded,
+        context=context,
+        tagset=tagset,
+        registry_host=host,
+        runner=runner,
+        client=RegistryClient(host, credentials=credentials, ca_file=ca_file, retry=spec.retry),
+        environ=env,
+        dist=dist,
+        trivy_cache=trivy_cache(_db_repository(spec, env, provisioned)),
+        db_repository=_db_repository(spec, env, provisioned),
+        base_image=(
+            env.get("PIPELINE_BASE_IMAGE")
+            or (provisioned.base_image if provisioned and need_base_fallback else None)
+        ),
+        sandbox=provisioned,
+    )
+    workspace.client.on_retry = workspace.note_retry
+    try:
+        yield workspace
+    finally:
+        if private_config is not None:
+            shutil.rmtree(private_config, ignore_errors=True)
+
+
+def trivy_cache(db_repository: str | None) -> Path:
+    """One Trivy cache per DB source: a DB fetched from one mirror never shadows another's."""
+    import hashlib
+
+    key = hashlib.sha256((db_repository or "default").encode()).hexdigest()[:12]
+    return cache_dir() / "trivy" / key
+
+
+def _creds_from_env(spec: Spec, env: Mapping[str, str]) -> bool:
+    return bool(
+        env.get(spec.registry.username_env or "") and env.get(spec.registry.password_env or "")
+    )
+
+
+def _needs_local_base(loaded: LoadedSpec, env: Mapping[str, str]) -> bool:
+    if env.get("PIPELINE_BASE_IMAGE"):
+        return False
+    for image in loaded.spec.images:
+        if not image.base_image_arg or image.base_image_arg in image.build_args:
+            continue
+        dockerfile = loaded.resolve(image.context) / image.dockerfile
+        host = default_base_host(dockerfile, image.base_image_arg)
+        if host and not resolves(host):
+            return True
+    return False
+
+
+def _needs_local_db(spec: Spec, env: Mapping[str, str]) -> bool:
+    if env.get("PIPELINE_TRIVY_DB_REPOSITORY") or spec.scan.db_repository:
+        return False
+    return not resolves(TRIVY_DEFAULT_DB_HOST)
+
+
+def _db_repository(
+    spec: Spec, env: Mapping[str, str], provisioned: sandbox.Provisioned | None
+) -> str | None:
+    explicit = env.get("PIPELINE_TRIVY_DB_REPOSITORY") or spec.scan.db_repository
+    if explicit:
+        return explicit
+    return provisioned.db_repository if provisioned else None
+
+
+def _signing(
+    spec: Spec, env: Mapping[str, str], runner: Runner
+) -> tuple[Identity, dict[str, str], bool]:
+    policy = spec.sign
+    if policy.keyless is not None:
+        token = env.get("SIGSTORE_ID_TOKEN")
+        register(token)
+        return Identity(keyless=policy.keyless, tlog=True), {}, False
+    key = env.get(policy.key_env, "")
+    public = env.get(policy.public_key_env, "")
+    password = env.get("COSIGN_PASSWORD", "")
+    register(password)
+    if key:
+        cosign_env = {"COSIGN_PASSWORD": password}
+        return (
+            Identity(key=key, public_key=public or None, tlog=policy.transparency_log),
+            cosign_env,
+            False,
+        )
+    if policy.throwaway_key_when_unset and not in_ci(env):
+        pair = sandbox.throwaway_key(runner)
+        identity = Identity(
+            key=str(pair.key), public_key=str(pair.public_key), tlog=policy.transparency_log
+        )
+        return identity, {"COSIGN_PASSWORD": pair.password}, True
+    # No key: stages that sign fail with a clear line; build and scan do not need one.
+    return Identity(public_key=public or None, tlog=policy.transparency_log), {}, False
