@@ -16,7 +16,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +24,10 @@ from pathlib import Path
 import sh
 
 from pipeline import ui
-from pipeline.errors import CommandError, ToolMissing
+from pipeline.errors import AuthError, CommandError, ToolMissing
+from pipeline.retry import Attempt, backoff, text_is_auth_failure, text_is_transient
 from pipeline.secrets import redact
+from pipeline.spec import RetryPolicy
 
 # How to get each tool the project drives; shown when one is missing.
 INSTALL_HINTS: dict[str, str] = {
@@ -64,7 +66,11 @@ class Runner:
         *,
         env: Mapping[str, str] | None = None,
         echo: bool = True,
+        retry: RetryPolicy | None = None,
+        on_retry: Callable[[Attempt], None] | None = None,
     ) -> None:
+        self.retry = retry
+        self.on_retry = on_retry
         self.env = dict(os.environ if env is None else env)
         # Tools installed into this interpreter's environment (the pinned Trivy wheel, zizmor)
         # are found even when that environment is not activated.
@@ -73,12 +79,19 @@ class Runner:
         if own_bin not in path.split(os.pathsep):
             self.env["PATH"] = os.pathsep.join([own_bin, path])
         self.echo = echo
-        self._lock = threading.Lock()
 
     def with_env(self, **extra: str) -> Runner:
         """A runner whose child environment has extra variables (DOCKER_CONFIG, SSL_CERT_FILE…)."""
-        runner = Runner(env={**self.env, **extra}, echo=self.echo)
-        return runner
+        return Runner(
+            env={**self.env, **extra}, echo=self.echo, retry=self.retry, on_retry=self.on_retry
+        )
+
+    def with_retry(
+        self, policy: RetryPolicy, on_retry: Callable[[Attempt], None] | None = None
+    ) -> Runner:
+        """A runner that re-runs a command whose output shows a transient registry fault
+        (5xx, 429, reset, unexpected EOF), with the policy's capped backoff."""
+        return Runner(env=self.env, echo=self.echo, retry=policy, on_retry=on_retry)
 
     def require(self, tool: str) -> str:
         found = which(tool, self.env.get("PATH"))
@@ -99,8 +112,50 @@ class Runner:
         quiet: bool = False,
         error_message: str = "",
     ) -> Result:
-        """Run argv and return its result; raise CommandError on a non-zero exit when `check`."""
+        """Run argv and return its result; raise CommandError on a non-zero exit when `check`.
+
+        With a retry policy, a failure whose output names a transient registry fault is run
+        again; an authentication failure raises AuthError at once.
+        """
         argv = tuple(str(a) for a in argv)
+        attempt = 1
+        while True:
+            result = self._run_once(argv, env, stdin, cwd, timeout, on_stderr_line, quiet)
+            if result.exit_code == 0:
+                return result
+            output = result.stderr + result.stdout
+            policy = self.retry
+            if policy is None or not text_is_transient(output) or attempt >= policy.attempts:
+                break
+            wait = backoff(policy, attempt)
+            if self.on_retry is not None:
+                self.on_retry(Attempt(attempt, f"{argv[0]}: {_fault_line(output)}", wait))
+            time.sleep(wait)
+            attempt += 1
+        if check:
+            if text_is_auth_failure(result.stderr + result.stdout):
+                raise AuthError(
+                    f"{argv[0]} was refused by the registry: {_fault_line(redact(result.stderr))}"
+                )
+            raise CommandError(
+                tuple(redact(a) for a in argv),
+                result.exit_code,
+                redact(result.stdout),
+                redact(result.stderr),
+                message=error_message,
+            )
+        return result
+
+    def _run_once(
+        self,
+        argv: tuple[str, ...],
+        env: Mapping[str, str] | None,
+        stdin: str | None,
+        cwd: Path | str | None,
+        timeout: float | None,
+        on_stderr_line: Callable[[str], None] | None,
+        quiet: bool,
+    ) -> Result:
         path = self.require(argv[0])
         if self.echo and not quiet:
             ui.command(display(argv))
@@ -130,16 +185,7 @@ class Runner:
                 argv, -1, "", "".join(err_lines), message=f"{argv[0]} timed out after {timeout}s"
             ) from exc
         stdout = proc.stdout.decode("utf-8", "replace")
-        result = Result(argv, int(proc.exit_code), stdout, "".join(err_lines))
-        if check and result.exit_code != 0:
-            raise CommandError(
-                tuple(redact(a) for a in argv),
-                result.exit_code,
-                redact(result.stdout),
-                redact(result.stderr),
-                message=error_message,
-            )
-        return result
+        return Result(argv, int(proc.exit_code), stdout, "".join(err_lines))
 
     def spawn(
         self, argv: Sequence[str], *, log: Path, env: Mapping[str, str] | None = None
@@ -163,3 +209,12 @@ class Runner:
                 env={**self.env, **(env or {})},
                 start_new_session=True,
             )
+
+
+def _fault_line(output: str) -> str:
+    """The line of a tool's output that names the fault (for the retry log and errors)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if text_is_transient(line) or text_is_auth_failure(line):
+            return line[:300]
+    return lines[-1][:300] if lines else "no output"

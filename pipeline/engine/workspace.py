@@ -211,7 +211,7 @@ def open_workspace(
         elif provisioned is not None:
             # Still need to pull the built-in base from the built-in registry.
             tool_env.setdefault("DOCKER_CONFIG", str(provisioned.docker_config))
-    runner = base_runner.with_env(**tool_env)
+    runner = base_runner.with_env(**tool_env).with_retry(spec.retry)
     dist = dist or Path.cwd() / paths.DIST
     workspace = Workspace(
         loaded=loaded,
@@ -231,6 +231,7 @@ def open_workspace(
         sandbox=provisioned,
     )
     workspace.client.on_retry = workspace.note_retry
+    workspace.runner.on_retry = workspace.note_retry
     try:
         yield workspace
     finally:
