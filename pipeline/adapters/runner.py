@@ -120,7 +120,15 @@ class Runner:
         argv = tuple(str(a) for a in argv)
         attempt = 1
         while True:
-            result = self._run_once(argv, env, stdin, cwd, timeout, on_stderr_line, quiet)
+            result = self._run_once(
+                argv,
+                env=env,
+                stdin=stdin,
+                cwd=cwd,
+                timeout=timeout,
+                on_stderr_line=on_stderr_line,
+                quiet=quiet,
+            )
             if result.exit_code == 0:
                 return result
             output = result.stderr + result.stdout
@@ -149,6 +157,7 @@ class Runner:
     def _run_once(
         self,
         argv: tuple[str, ...],
+        *,
         env: Mapping[str, str] | None,
         stdin: str | None,
         cwd: Path | str | None,

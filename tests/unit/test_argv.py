@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,7 @@ def test_build_argv() -> None:
 
 def test_build_argv_without_cache_or_provenance() -> None:
     request = docker_cli.BuildRequest(
-        context=Path("."),
+        context=Path(),
         dockerfile=Path("Dockerfile"),
         platforms=("linux/amd64",),
         output_dir=Path("o"),
@@ -94,7 +95,7 @@ def test_trivy_scan_argv() -> None:
     )
     assert argv[:2] == ["trivy", "image"]
     assert argv[-1] == "reg/web@sha256:" + "b" * 64
-    pairs = dict(zip(argv[2::1], argv[3::1], strict=False))
+    pairs = dict(itertools.pairwise(argv))
     assert pairs["--platform"] == "linux/arm64"
     assert pairs["--scanners"] == "vuln"
     assert pairs["--format"] == "json"
