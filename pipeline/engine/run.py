@@ -62,9 +62,10 @@ def _stage_functions() -> dict[str, Callable[[Workspace, State, Options], None]]
 
 
 def _preflight(ws: Workspace, _state: State, _options: Options) -> None:
+    from pipeline.engine.build import build_args
     from pipeline.preflight import enforce
 
-    enforce(ws.loaded)
+    enforce(ws.loaded, {image.name: build_args(ws, image) for image in ws.spec.images})
 
 
 def state_path(ws: Workspace, stages: Sequence[str], options: Options) -> Path:

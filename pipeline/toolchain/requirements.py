@@ -40,6 +40,7 @@ BOOKWORM_PACKAGES = (
     "docker-registry",
     "qemu-user-static",
     "mmdebstrap",
+    "arch-test",  # mmdebstrap needs it for foreign architectures (a Recommends)
     "rsync",
     "golang-go",
     "golang-github-coreos-bbolt-dev",

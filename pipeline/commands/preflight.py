@@ -1,0 +1,17 @@
+"""`pipeline preflight`: Dockerfile and build-context checks, before any build."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    del parser  # no options of its own: the spec's preflight policy decides
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.preflight import enforce
+    from pipeline.specload import load
+
+    enforce(load(getattr(args, "spec", None)))
+    return 0

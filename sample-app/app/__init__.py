@@ -1,0 +1,1 @@
+"""sample-app: a small standard-library web service released by the pipeline."""
