@@ -7,6 +7,7 @@ laptop and in the generated CI jobs alike. Ordering lives in the engine, not her
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -30,6 +31,9 @@ def _install(session: nox.Session, *extras: str) -> None:
 
 def _stage(session: nox.Session, verb: str) -> None:
     _install(session)
+    if verb == "release" and not os.environ.get("CI"):
+        # The main job does its own set-up on a laptop; CI jobs set their runners up themselves.
+        session.run("python", "-m", "pipeline", "toolchain", "--for", "local", "--root", str(ROOT))
     args = list(session.posargs)
     if "--spec" not in args:
         args = ["--spec", str(SPEC), *args]
@@ -91,7 +95,8 @@ for _verb, _doc in {
     "scan": "Trivy scan of every platform image by digest; fails on the spec's severities.",
     "sign": "cosign sign the index digest; attach SBOM and vulnerability attestations.",
     "publish": "Point the computed tags at the scanned and signed digest.",
-    "release": "The whole release in one process: preflight, build, scan, sign, publish.",
+    "release": "The main job: the whole release in one process (preflight, build, scan, sign, "
+    "publish); on a laptop it first sets up the toolchain and the built-in registry.",
     "verify": "Verify signature, attestations and attested scan of `-- REF`.",
     "promote": "Verify a digest, then point a floating tag at it (`-- --tag T [--digest D]`).",
 }.items():

@@ -15,10 +15,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--root", type=Path, default=Path.cwd(), help="project root for node_modules (default: .)"
     )
+    parser.add_argument(
+        "--for",
+        dest="purpose",
+        choices=("release", "local", "tests"),
+        default="tests",
+        help="what the machine is for: any release, a release with the built-in registry, "
+        "or the test suite (default: tests, which needs everything)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    problems = bootstrap(Runner(), args.root.resolve())
+    problems = bootstrap(Runner(), args.root.resolve(), args.purpose)
     if problems:
         raise EnvironmentProblem(f"{len(problems)} tool(s) missing or not running (listed above)")
     ui.ok("toolchain ready")

@@ -66,20 +66,27 @@ def _sign_image(ws: Workspace, image: ImageState) -> None:
     with ui.progress(f"{image.name}: cosign sign {index_ref.digest.short()}…"):
         cosign.sign(index_ref, ws.identity, signature_annotations(ws))
     kinds = [k for k in ws.spec.sign.attestations if k in ATTESTATION_FILES]
-    jobs: list[tuple[DigestRef, str, Path]] = []
+    # One worker per platform digest: attestations of the same digest share its `.att` tag, and
+    # two cosign processes appending to it at once would lose one of them.
+    per_digest: list[list[tuple[DigestRef, str, Path]]] = []
     for platform, digest in sorted(image.platforms.items()):
         reports = image.scan.reports.get(platform, {})
+        jobs = []
         for kind in kinds:
             report = reports.get(ATTESTATION_FILES[kind])
             if report is None:
-                raise SpecError(
-                    f"sign: no {kind} report for {image.name} {platform}; run scan first"
-                )
-            jobs.append(
-                (DigestRef.parse(f"{image.repository}@{digest}"), kind, ws.dist.parent / report)
-            )
-    with ui.progress(f"{image.name}: {len(jobs)} attestation(s)"), ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda job: cosign.attest(job[0], ws.identity, job[1], job[2]), jobs))
+                raise SpecError(f"sign: no {kind} report for {image.name} {platform}; run scan")
+            ref = DigestRef.parse(f"{image.repository}@{digest}")
+            jobs.append((ref, kind, ws.dist.parent / report))
+        per_digest.append(jobs)
+
+    def attest_all(jobs: list[tuple[DigestRef, str, Path]]) -> None:
+        for ref, kind, predicate in jobs:
+            cosign.attest(ref, ws.identity, kind, predicate)
+
+    count = sum(len(jobs) for jobs in per_digest)
+    with ui.progress(f"{image.name}: {count} attestation(s)"), ThreadPoolExecutor(4) as pool:
+        list(pool.map(attest_all, per_digest))
     image.signature = f"{image.repository}:{signature_tag(image.index_digest or '')}"
     image.attestations = sorted(
         {f"{image.repository}:{signature_tag(d, 'att')}" for d in image.platforms.values()}

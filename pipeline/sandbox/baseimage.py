@@ -11,8 +11,10 @@ import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
-from pipeline import ui
+from pipeline import oci, ui
+from pipeline.adapters.registry import Manifest, RegistryClient
 from pipeline.adapters.runner import Runner
 from pipeline.errors import EnvironmentProblem
 from pipeline.sandbox.cache import cache_dir
@@ -73,7 +75,7 @@ def _local_name(arch: str, packages: tuple[str, ...]) -> str:
 
 
 def ensure_base_image(
-    registry_host: str,
+    client: RegistryClient,
     repository: str,
     tag: str,
     runner: Runner,
@@ -81,8 +83,8 @@ def ensure_base_image(
     platforms: tuple[str, ...] = PLATFORMS,
     packages: tuple[str, ...] = PACKAGES,
 ) -> str:
-    """Push the base for every platform to `registry_host/repository:tag` as one OCI index and
-    return the index digest. `runner` carries DOCKER_CONFIG for the registry."""
+    """Push the base for every platform to `repository:tag` in the client's registry as one OCI
+    index and return the index digest. `runner` carries DOCKER_CONFIG for that registry."""
     missing = [p for p in platforms if not _image_exists(runner, _local_name(_arch(p), packages))]
     if missing:
         label = f"base rootfs for {', '.join(missing)} (cached after the first run)"
@@ -108,28 +110,44 @@ def ensure_base_image(
                 ],
                 quiet=True,
             )
-    target = f"{registry_host}/{repository}:{tag}"
-    sources = []
+    target = f"{client.host}/{repository}:{tag}"
+    entries: list[dict[str, Any]] = []
     with ui.progress(f"base image to {target}"):
         for platform in platforms:
             arch = _arch(platform)
             per_arch = f"{target}-{arch}"
             runner.run(["docker", "tag", _local_name(arch, packages), per_arch], quiet=True)
             runner.run(["docker", "push", "--quiet", per_arch], quiet=True)
-            sources.append(per_arch)
-        runner.run(
-            ["docker", "buildx", "imagetools", "create", "--tag", target, *sources], quiet=True
-        )
-        out = runner.run(
-            ["docker", "buildx", "imagetools", "inspect", "--raw", target], quiet=True
-        ).stdout
-    index = json.loads(out)
-    if index.get("mediaType") not in (
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-    ):
-        raise EnvironmentProblem(f"{target} is not an image index after imagetools create")
-    return "sha256:" + hashlib.sha256(out.encode()).hexdigest()
+            entries += _platform_entries(client, repository, f"{tag}-{arch}", platform)
+        body = oci.merge_indexes([{"manifests": entries}], {})
+        digest = oci.digest_of(body)
+        client.put_manifest(repository, tag, Manifest(digest, oci.OCI_INDEX, body))
+    return digest
+
+
+def _platform_entries(
+    client: RegistryClient, repository: str, reference: str, platform: str
+) -> list[dict[str, Any]]:
+    """Index entries for what `docker push` stored: a manifest, or an index around one."""
+    manifest = client.resolve(repository, reference)
+    if manifest is None:
+        raise EnvironmentProblem(f"{client.host}/{repository}:{reference}: pushed, yet missing")
+    if manifest.is_index:
+        return [
+            entry
+            for entry in manifest.document.get("manifests", [])
+            if oci.Descriptor.parse(entry).platform == platform
+        ]
+    os_name, arch, *variant = platform.split("/")
+    entry: dict[str, Any] = {
+        "mediaType": manifest.media_type,
+        "digest": manifest.digest,
+        "size": len(manifest.body),
+        "platform": {"os": os_name, "architecture": arch},
+    }
+    if variant:
+        entry["platform"]["variant"] = variant[0]
+    return [entry]
 
 
 def _image_exists(runner: Runner, name: str) -> bool:

@@ -115,7 +115,7 @@ def provision(
     tools = runner.with_env(**env)
     base_ref = None
     if base:
-        digest = baseimage.ensure_base_image(registry.host, BASE_REPOSITORY, BASE_TAG, tools)
+        digest = baseimage.ensure_base_image(registry.client(), BASE_REPOSITORY, BASE_TAG, tools)
         base_ref = f"{registry.host}/{BASE_REPOSITORY}@{digest}"
     db_ref = None
     if trivy_db:

