@@ -30,6 +30,7 @@ DPKG_OPTIONS = (
     "path-exclude=/usr/share/locale/*",
     "path-exclude=/usr/share/info/*",
 )
+RECIPE = "dev.pipeline.base.recipe"  # index annotation: which rootfs recipe it was made from
 FORMAT = 1  # bump when the recipe changes in a way the inputs below do not show
 
 
@@ -84,7 +85,14 @@ def ensure_base_image(
     packages: tuple[str, ...] = PACKAGES,
 ) -> str:
     """Push the base for every platform to `repository:tag` in the client's registry as one OCI
-    index and return the index digest. `runner` carries DOCKER_CONFIG for that registry."""
+    index and return the index digest. `runner` carries DOCKER_CONFIG for that registry.
+
+    The index is annotated with the recipe's key; when the registry already holds an index with
+    that key, nothing is pushed again."""
+    recipe = ",".join(f"{p}={cache_key(_arch(p), packages)}" for p in platforms)
+    existing = client.resolve(repository, tag)
+    if existing is not None and existing.document.get("annotations", {}).get(RECIPE) == recipe:
+        return existing.digest
     missing = [p for p in platforms if not _image_exists(runner, _local_name(_arch(p), packages))]
     if missing:
         label = f"base rootfs for {', '.join(missing)} (cached after the first run)"
@@ -119,7 +127,7 @@ def ensure_base_image(
             runner.run(["docker", "tag", _local_name(arch, packages), per_arch], quiet=True)
             runner.run(["docker", "push", "--quiet", per_arch], quiet=True)
             entries += _platform_entries(client, repository, f"{tag}-{arch}", platform)
-        body = oci.merge_indexes([{"manifests": entries}], {})
+        body = oci.merge_indexes([{"manifests": entries}], {RECIPE: recipe})
         digest = oci.digest_of(body)
         client.put_manifest(repository, tag, Manifest(digest, oci.OCI_INDEX, body))
     return digest

@@ -11,9 +11,10 @@ import os
 import secrets
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import bcrypt
@@ -39,6 +40,8 @@ class RegistryServer:
     ca_file: Path | None = None  # None: plain HTTP
     username: str | None = None
     password: str | None = None
+    # The server process when this process started it (None when found again from its state).
+    process: subprocess.Popen[bytes] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         register(self.password)
@@ -78,6 +81,13 @@ class RegistryServer:
     def stop(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGTERM)
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+            return
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -92,8 +102,13 @@ class RegistryServer:
 
     # The sandbox keeps its registry running between commands; this is how it finds it again.
     def save(self, path: Path) -> None:
-        data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
-        data.pop("password")
+        data = {
+            "host": self.host,
+            "folder": str(self.folder),
+            "pid": self.pid,
+            "ca_file": str(self.ca_file) if self.ca_file else None,
+            "username": self.username,
+        }
         path.write_text(json.dumps(data, indent=2) + "\n")
         path.chmod(0o600)
 
@@ -166,6 +181,7 @@ def start_registry(
         ca_file=ca_file,
         username=username if auth else None,
         password=password,
+        process=proc,
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

@@ -101,7 +101,8 @@ class Bench:
 
 
 def _require_tools() -> None:
-    missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+    path = Runner().env["PATH"]  # the runner's own rule: this interpreter's bin/ comes first
+    missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool, path=path) is None]
     if missing:
         pytest.fail(
             f"bench tools missing: {', '.join(missing)} (run `nox -s toolchain`); "

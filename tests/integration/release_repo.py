@@ -1,0 +1,70 @@
+"""A throw-away git repository holding a copy of sample-app, for black-box release tests.
+
+Each test gets its own repository name in the bench registry, so tests never see each other's
+tags. The spec is sample-app's own, with only the repository path changed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "sample-app"
+COPY = ("app", "tests", "Dockerfile", ".dockerignore", ".trivyignore.yaml", "release.py")
+
+
+@dataclass
+class ReleaseRepo:
+    path: Path
+    repository: str  # path in the registry, e.g. tests/full
+
+    def git(self, *args: str) -> str:
+        out = subprocess.run(
+            ["git", *args], cwd=self.path, check=True, capture_output=True, text=True
+        )
+        return out.stdout.strip()
+
+    def commit(self, message: str) -> str:
+        self.git("add", "-A")
+        self.git("commit", "-q", "-m", message)
+        return self.git("rev-parse", "HEAD")
+
+    def tag(self, name: str, *, force: bool = False) -> None:
+        self.git("tag", *(["-f"] if force else []), name)
+
+    @property
+    def head(self) -> str:
+        return self.git("rev-parse", "HEAD")
+
+    def report(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.path / "dist" / "release.json").read_text())
+        return data
+
+    def edit_spec(self, old: str, new: str) -> None:
+        spec = self.path / "release.py"
+        text = spec.read_text()
+        assert old in text, f"{old!r} not in the spec"
+        spec.write_text(text.replace(old, new))
+
+
+def make_repo(folder: Path, repository: str) -> ReleaseRepo:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in COPY:
+        source = SAMPLE / name
+        if source.is_dir():
+            shutil.copytree(source, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, folder / name)
+    (folder / ".gitignore").write_text("dist/\n__pycache__/\n")
+    repo = ReleaseRepo(folder, repository)
+    repo.edit_spec('repository="acme/sample-app"', f'repository="{repository}"')
+    repo.git("init", "-q", "-b", "main")
+    repo.git("config", "user.email", "tests@example.invalid")
+    repo.git("config", "user.name", "tests")
+    repo.commit("sample-app")
+    return repo

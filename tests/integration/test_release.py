@@ -1,0 +1,268 @@
+"""The release engine end to end on the bench: real buildx, Trivy, cosign and registry.
+
+Every check reads the registry (through its API) or runs cosign, never only the tool's report.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pipeline.adapters.registry import RegistryClient
+from tests.integration.conftest import Bench
+from tests.integration.release_repo import ReleaseRepo, make_repo
+
+RELEASE_TAGS = {"1.2.3", "1.2", "1", "latest"}
+
+
+def _cosign(bench: Bench, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["cosign", *args],
+        env=bench.env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def _release(
+    bench: Bench, repo: ReleaseRepo, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return bench.pipeline("release", *args, cwd=repo.path, env=bench.env(**env))
+
+
+def _tags(client: RegistryClient, repository: str) -> dict[str, str]:
+    """tag -> digest, release tags only (no cosign .sig/.att tags, no build cache)."""
+    found = {}
+    for tag in client.tags(repository):
+        if tag.endswith((".sig", ".att")) or tag == "buildcache":
+            continue
+        digest = client.digest_of(repository, tag)
+        assert digest is not None
+        found[tag] = digest
+    return found
+
+
+@pytest.fixture(scope="module")
+def released(
+    bench: Bench, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[ReleaseRepo, subprocess.CompletedProcess[str]]:
+    repo = make_repo(tmp_path_factory.mktemp("full"), "tests/full")
+    repo.tag("v1.2.3")
+    summary = repo.path / "step-summary.md"
+    result = _release(bench, repo, GITHUB_STEP_SUMMARY=str(summary))
+    return repo, result
+
+
+def test_full_release_publishes_policy_tags_on_one_digest(
+    bench: Bench, released: tuple[ReleaseRepo, subprocess.CompletedProcess[str]]
+) -> None:
+    repo, result = released
+    assert result.returncode == 0, result.stderr[-3000:]
+    tags = _tags(bench.client(), repo.repository)
+    sha_tag = f"sha-{repo.head[:7]}"
+    assert set(tags) == RELEASE_TAGS | {sha_tag}
+    assert len(set(tags.values())) == 1, "every tag names the one released digest"
+    report = repo.report()
+    (image,) = report["images"]
+    assert image["index_digest"] == tags["1.2.3"]
+    assert report["version"] == "1.2.3" and report["commit"] == repo.head
+
+
+def test_both_platforms_are_in_the_index(
+    bench: Bench, released: tuple[ReleaseRepo, subprocess.CompletedProcess[str]]
+) -> None:
+    repo, _ = released
+    index = bench.client().resolve(repo.repository, "1.2.3")
+    assert index is not None and index.is_index
+    platforms = {
+        f"{m['platform']['os']}/{m['platform']['architecture']}"
+        for m in index.document["manifests"]
+        if m["platform"]["os"] != "unknown"
+    }
+    assert platforms == {"linux/amd64", "linux/arm64"}
+    kinds = [
+        m.get("annotations", {}).get("vnd.docker.reference.type")
+        for m in index.document["manifests"]
+    ]
+    assert kinds.count("attestation-manifest") == 2, "a provenance attestation per platform"
+    report = repo.report()["images"][0]
+    assert set(report["platforms"]) == {"linux/amd64", "linux/arm64"}
+
+
+def test_signature_verifies_with_the_public_key_and_not_another(
+    bench: Bench, released: tuple[ReleaseRepo, subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    repo, _ = released
+    ref = f"{bench.registry.host}/{repo.repository}:1.2.3"
+    ok = _cosign(
+        bench, "verify", "--key", str(bench.cosign_pub), "--insecure-ignore-tlog=true", ref
+    )
+    assert ok.returncode == 0, ok.stderr
+    payload = json.loads(ok.stdout)[0]
+    assert (
+        payload["critical"]["image"]["docker-manifest-digest"]
+        == repo.report()["images"][0]["index_digest"]
+    )
+    assert payload["optional"]["org.opencontainers.image.version"] == "1.2.3"
+    subprocess.run(
+        ["cosign", "generate-key-pair"],
+        cwd=tmp_path,
+        env={**bench.env(), "COSIGN_PASSWORD": "other-pass"},
+        check=True,
+        capture_output=True,
+    )
+    wrong = _cosign(
+        bench, "verify", "--key", str(tmp_path / "cosign.pub"), "--insecure-ignore-tlog=true", ref
+    )
+    assert wrong.returncode != 0
+
+
+def test_sbom_and_vulnerability_attestations_are_retrievable(
+    bench: Bench, released: tuple[ReleaseRepo, subprocess.CompletedProcess[str]]
+) -> None:
+    repo, _ = released
+    image = repo.report()["images"][0]
+    for platform, digest in image["platforms"].items():
+        ref = f"{image['repository']}@{digest}"
+        for kind, predicate_type in (
+            ("cyclonedx", "https://cyclonedx.org/bom"),
+            ("vuln", "https://cosign.sigstore.dev/attestation/vuln/v1"),
+        ):
+            out = _cosign(
+                bench,
+                "verify-attestation",
+                "--key",
+                str(bench.cosign_pub),
+                "--insecure-ignore-tlog=true",
+                "--type",
+                kind,
+                ref,
+            )
+            assert out.returncode == 0, f"{platform} {kind}: {out.stderr}"
+            statement = json.loads(
+                base64.b64decode(json.loads(out.stdout.splitlines()[0])["payload"])
+            )
+            assert statement["predicateType"] == predicate_type
+            assert statement["subject"][0]["digest"]["sha256"] == digest.split(":")[1]
+            if kind == "cyclonedx":
+                names = {c["name"] for c in statement["predicate"]["components"]}
+                assert "bash" in names and "python3.11" in names
+
+
+def test_report_summary_and_dotenv(
+    released: tuple[ReleaseRepo, subprocess.CompletedProcess[str]],
+) -> None:
+    repo, _ = released
+    report = repo.report()
+    image = report["images"][0]
+    assert image["scan"]["verdict"] == "pass"
+    assert image["scan"]["counts"]["CRITICAL"] == 0, "the accepted CRITICAL is in the ignore file"
+    assert image["scan"]["unfixed_allowed"] > 0, (
+        "the planted unfixed HIGH is reported, not blocking"
+    )
+    assert image["verified"] and image["signature"].endswith(".sig")
+    assert len(image["attestations"]) == 2
+    assert {t["name"] for t in image["tags"]} >= RELEASE_TAGS
+    assert report["public_key"].startswith("-----BEGIN PUBLIC KEY-----")
+    assert set(report["timings_seconds"]) == {"preflight", "build", "scan", "sign", "publish"}
+    summary = (repo.path / "step-summary.md").read_text()
+    assert "## Release 1.2.3" in summary and image["index_digest"] in summary
+    dotenv = (repo.path / "dist" / "release.env").read_text()
+    assert f"PIPELINE_SAMPLE_APP_DIGEST={image['index_digest']}" in dotenv
+
+
+def test_rerun_is_a_no_op(
+    bench: Bench, released: tuple[ReleaseRepo, subprocess.CompletedProcess[str]]
+) -> None:
+    repo, _ = released
+    client = bench.client()
+    before = _tags(client, repo.repository)
+    digest = before["1.2.3"]
+    sig_tag = digest.replace(":", "-") + ".sig"
+    signatures_before = client.resolve(repo.repository, sig_tag)
+    assert signatures_before is not None
+    again = _release(bench, repo)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "reusing signed" in again.stderr and "already published" in again.stderr
+    assert "buildx build" not in again.stderr and "cosign sign" not in again.stderr
+    assert _tags(client, repo.repository) == before
+    signatures_after = client.resolve(repo.repository, sig_tag)
+    assert signatures_after is not None and signatures_after.digest == signatures_before.digest
+
+
+def test_different_content_under_an_existing_version_is_refused(
+    bench: Bench, released: tuple[ReleaseRepo, subprocess.CompletedProcess[str]]
+) -> None:
+    repo, _ = released
+    client = bench.client()
+    before = _tags(client, repo.repository)
+    server = repo.path / "app" / "server.py"
+    server.write_text(server.read_text().replace('"APP_VERSION", "dev"', '"APP_VERSION", "dev2"'))
+    repo.commit("change content")
+    repo.tag("v1.2.3", force=True)
+    result = _release(bench, repo)
+    assert result.returncode == 9, result.stderr[-3000:]
+    last = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(last) == 1
+    assert "immutable tag 1.2.3 already points at " + before["1.2.3"] in last[0]
+    assert "nothing was changed" in last[0]
+    after = _tags(client, repo.repository)
+    assert {k: v for k, v in after.items() if not k.startswith("sha-")} == {
+        k: v for k, v in before.items() if not k.startswith("sha-")
+    }
+
+
+def test_gate_blocks_the_planted_critical_and_tags_nothing(bench: Bench, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "blocked", "tests/blocked")
+    repo.edit_spec('ignore_file=".trivyignore.yaml",', "")
+    repo.commit("no accepted risks")
+    repo.tag("v2.0.0")
+    result = _release(bench, repo)
+    assert result.returncode == 8, result.stderr[-3000:]
+    assert "CVE-2099-0001" in result.stderr and "Findings that block the release" in result.stderr
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert (
+        len(error) == 1
+        and "vulnerability gate" in error[0]
+        and "nothing was signed or tagged" in error[0]
+    )
+    assert _tags(bench.client(), repo.repository) == {}
+    index = json.loads((repo.path / "dist" / "state.json").read_text())["images"]["sample-app"][
+        "index_digest"
+    ]
+    assert bench.client().resolve(repo.repository, index.replace(":", "-") + ".sig") is None, (
+        "not signed"
+    )
+
+
+def test_pull_request_builds_and_scans_but_pushes_nothing(bench: Bench, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "pr", "tests/pr")
+    event = tmp_path / "event.json"
+    event.write_text(
+        json.dumps({"pull_request": {"number": 7}, "repository": {"default_branch": "main"}})
+    )
+    env = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": "pull_request",
+        "GITHUB_EVENT_PATH": str(event),
+        "GITHUB_REF": "refs/pull/7/merge",
+        "GITHUB_REF_NAME": "7/merge",
+        "GITHUB_REF_TYPE": "branch",
+        "GITHUB_SHA": repo.head,
+        "GITHUB_SERVER_URL": "https://github.example",
+        "GITHUB_REPOSITORY": "acme/sample-app",
+    }
+    result = _release(bench, repo, **env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "pull request context: nothing is pushed" in result.stderr
+    assert bench.client().tags(repo.repository) == []
+    state = json.loads((repo.path / "dist" / "state.json").read_text())
+    image = state["images"]["sample-app"]
+    assert image["layout"] and image["scan"]["verdict"] == "pass"
+    assert image["tags"] == [] and not image["verified"]
