@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -167,76 +166,75 @@ def open_workspace(
     base_runner = Runner(env=env)
     need_base_fallback = "build" in stages and _needs_local_base(loaded, env)
     need_db_fallback = "scan" in stages and _needs_local_db(spec, env)
-    provisioned: sandbox.Provisioned | None = None
-    private_config: Path | None = None
-    if host == LOCAL_REGISTRY or need_base_fallback or need_db_fallback:
-        with ui.progress("built-in registry, base image and Trivy DB"):
-            provisioned = sandbox.up(
-                base_runner, base=need_base_fallback, trivy_db=need_db_fallback
+    # A private docker config and CA bundle for this run only, removed however the run ends.
+    with tempfile.TemporaryDirectory(prefix="pipeline-run-") as scratch_name:
+        scratch = Path(scratch_name)
+        provisioned: sandbox.Provisioned | None = None
+        if host == LOCAL_REGISTRY or need_base_fallback or need_db_fallback:
+            with ui.progress("built-in registry, base image and Trivy DB"):
+                provisioned = sandbox.up(
+                    base_runner, base=need_base_fallback, trivy_db=need_db_fallback
+                )
+        if host == LOCAL_REGISTRY and provisioned is not None:
+            host = provisioned.registry.host
+            credentials = provisioned.registry.credentials
+            ca_file = provisioned.registry.ca_file
+            tool_env = provisioned.tool_env()
+        else:
+            credentials = _credentials(spec, host, env)
+            ca_text = env.get("PIPELINE_REGISTRY_CA") or (
+                str(loaded.resolve(spec.registry.ca_file)) if spec.registry.ca_file else ""
             )
-    if host == LOCAL_REGISTRY and provisioned is not None:
-        host = provisioned.registry.host
-        credentials = provisioned.registry.credentials
-        ca_file = provisioned.registry.ca_file
-        tool_env = provisioned.tool_env()
-    else:
-        credentials = _credentials(spec, host, env)
-        ca_text = env.get("PIPELINE_REGISTRY_CA") or (
-            str(loaded.resolve(spec.registry.ca_file)) if spec.registry.ca_file else ""
+            ca_file = Path(ca_text) if ca_text else None
+            if ca_file is not None and not ca_file.is_file():
+                origin = (
+                    "PIPELINE_REGISTRY_CA"
+                    if env.get("PIPELINE_REGISTRY_CA")
+                    else "registry.ca_file"
+                )
+                raise SpecError(f"{origin}: CA file {ca_file} does not exist")
+            tool_env = {}
+            if provisioned is not None and provisioned.ca_bundle is not None:
+                tool_env["SSL_CERT_FILE"] = str(provisioned.ca_bundle)
+            if ca_file is not None:
+                bundle = scratch / "ca-bundle.pem"
+                system = Path("/etc/ssl/certs/ca-certificates.crt")
+                bundle.write_text(
+                    (system.read_text() if system.is_file() else "") + ca_file.read_text()
+                )
+                tool_env["SSL_CERT_FILE"] = str(bundle)
+            if credentials is not None and _creds_from_env(spec, env):
+                # Log in through a private docker config: buildx, cosign and Trivy share it and
+                # the user's own ~/.docker is untouched.
+                tool_env["DOCKER_CONFIG"] = str(scratch / "docker")
+                DockerCli(base_runner.with_env(**tool_env)).login(
+                    host, credentials.username, credentials.password
+                )
+            elif provisioned is not None:
+                # Still need to pull the built-in base from the built-in registry.
+                tool_env.setdefault("DOCKER_CONFIG", str(provisioned.docker_config))
+        runner = base_runner.with_env(**tool_env).with_retry(spec.retry)
+        dist = dist or Path.cwd() / paths.DIST
+        workspace = Workspace(
+            loaded=loaded,
+            context=context,
+            tagset=tagset,
+            registry_host=host,
+            runner=runner,
+            client=RegistryClient(host, credentials=credentials, ca_file=ca_file, retry=spec.retry),
+            environ=env,
+            dist=dist,
+            trivy_cache=trivy_cache(_db_repository(spec, env, provisioned)),
+            db_repository=_db_repository(spec, env, provisioned),
+            base_image=(
+                env.get("PIPELINE_BASE_IMAGE")
+                or (provisioned.base_image if provisioned and need_base_fallback else None)
+            ),
+            sandbox=provisioned,
         )
-        ca_file = Path(ca_text) if ca_text else None
-        if ca_file is not None and not ca_file.is_file():
-            origin = (
-                "PIPELINE_REGISTRY_CA" if env.get("PIPELINE_REGISTRY_CA") else "registry.ca_file"
-            )
-            raise SpecError(f"{origin}: CA file {ca_file} does not exist")
-        tool_env = {}
-        if provisioned is not None and provisioned.ca_bundle is not None:
-            tool_env["SSL_CERT_FILE"] = str(provisioned.ca_bundle)
-        if ca_file is not None:
-            bundle = Path(tempfile.mkdtemp(prefix="pipeline-ca-")) / "ca-bundle.pem"
-            system = Path("/etc/ssl/certs/ca-certificates.crt")
-            bundle.write_text(
-                (system.read_text() if system.is_file() else "") + ca_file.read_text()
-            )
-            tool_env["SSL_CERT_FILE"] = str(bundle)
-        if credentials is not None and _creds_from_env(spec, env):
-            # Log in through a private docker config so buildx, cosign and Trivy share it and the
-            # user's own ~/.docker is untouched. Removed when the run ends.
-            private_config = Path(tempfile.mkdtemp(prefix="pipeline-docker-"))
-            tool_env["DOCKER_CONFIG"] = str(private_config)
-            DockerCli(base_runner.with_env(**tool_env)).login(
-                host, credentials.username, credentials.password
-            )
-        elif provisioned is not None:
-            # Still need to pull the built-in base from the built-in registry.
-            tool_env.setdefault("DOCKER_CONFIG", str(provisioned.docker_config))
-    runner = base_runner.with_env(**tool_env).with_retry(spec.retry)
-    dist = dist or Path.cwd() / paths.DIST
-    workspace = Workspace(
-        loaded=loaded,
-        context=context,
-        tagset=tagset,
-        registry_host=host,
-        runner=runner,
-        client=RegistryClient(host, credentials=credentials, ca_file=ca_file, retry=spec.retry),
-        environ=env,
-        dist=dist,
-        trivy_cache=trivy_cache(_db_repository(spec, env, provisioned)),
-        db_repository=_db_repository(spec, env, provisioned),
-        base_image=(
-            env.get("PIPELINE_BASE_IMAGE")
-            or (provisioned.base_image if provisioned and need_base_fallback else None)
-        ),
-        sandbox=provisioned,
-    )
-    workspace.client.on_retry = workspace.note_retry
-    workspace.runner.on_retry = workspace.note_retry
-    try:
+        workspace.client.on_retry = workspace.note_retry
+        workspace.runner.on_retry = workspace.note_retry
         yield workspace
-    finally:
-        if private_config is not None:
-            shutil.rmtree(private_config, ignore_errors=True)
 
 
 def trivy_cache(db_repository: str | None) -> Path:
