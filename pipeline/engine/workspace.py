@@ -53,6 +53,7 @@ class Workspace:
     runner: Runner  # environment for every tool: DOCKER_CONFIG, SSL_CERT_FILE
     client: RegistryClient
     environ: dict[str, str]
+    scratch: Path  # private to this run, removed when it ends
     dist: Path
     trivy_cache: Path
     db_repository: str | None
@@ -64,7 +65,7 @@ class Workspace:
     def _signer(self) -> tuple[Identity, dict[str, str], bool]:
         """Resolved on first use: a build or scan never touches keys."""
         if self._signing is None:
-            self._signing = _signing(self.spec, self.environ, self.runner)
+            self._signing = _signing(self.spec, self.environ, self.runner, self.scratch)
         return self._signing
 
     @property
@@ -170,7 +171,8 @@ def open_workspace(
     with tempfile.TemporaryDirectory(prefix="pipeline-run-") as scratch_name:
         scratch = Path(scratch_name)
         provisioned: sandbox.Provisioned | None = None
-        if host == LOCAL_REGISTRY or need_base_fallback or need_db_fallback:
+        wants_local = host == LOCAL_REGISTRY and tagset.publish  # a PR pushes nothing
+        if wants_local or need_base_fallback or need_db_fallback:
             with ui.progress("built-in registry, base image and Trivy DB"):
                 provisioned = sandbox.up(
                     base_runner, base=need_base_fallback, trivy_db=need_db_fallback
@@ -223,6 +225,7 @@ def open_workspace(
             runner=runner,
             client=RegistryClient(host, credentials=credentials, ca_file=ca_file, retry=spec.retry),
             environ=env,
+            scratch=scratch,
             dist=dist,
             trivy_cache=trivy_cache(_db_repository(spec, env, provisioned)),
             db_repository=_db_repository(spec, env, provisioned),
@@ -279,22 +282,37 @@ def _db_repository(
     return provisioned.db_repository if provisioned else None
 
 
+def _key_reference(value: str, scratch: Path, name: str) -> str:
+    """A key given as PEM text (how CI secret stores hold it) becomes a private file; a path,
+    env:// or KMS reference is used as it is."""
+    if not value.lstrip().startswith("-----BEGIN"):
+        return value
+    path = scratch / name
+    path.write_text(value if value.endswith("\n") else value + "\n")
+    path.chmod(0o600)
+    return str(path)
+
+
 def _signing(
-    spec: Spec, env: Mapping[str, str], runner: Runner
+    spec: Spec, env: Mapping[str, str], runner: Runner, scratch: Path
 ) -> tuple[Identity, dict[str, str], bool]:
     policy = spec.sign
+    register(env.get(policy.key_env))
     if policy.keyless is not None:
         token = env.get("SIGSTORE_ID_TOKEN")
         register(token)
         return Identity(keyless=policy.keyless, tlog=True), {}, False
-    key = env.get(policy.key_env, "")
-    public = env.get(policy.public_key_env, "")
+    key = _key_reference(env.get(policy.key_env, ""), scratch, "cosign.key")
+    public = _key_reference(env.get(policy.public_key_env, ""), scratch, "cosign.pub")
     password = env.get("COSIGN_PASSWORD", "")
     register(password)
     if key:
         cosign_env = {"COSIGN_PASSWORD": password}
+        if not public:
+            # Verify right after signing with the public half of the same key.
+            public = str(Cosign(runner).public_key(key, scratch / "cosign.pub", env=cosign_env))
         return (
-            Identity(key=key, public_key=public or None, tlog=policy.transparency_log),
+            Identity(key=key, public_key=public, tlog=policy.transparency_log),
             cosign_env,
             False,
         )
