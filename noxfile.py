@@ -42,9 +42,12 @@ def _stage(session: nox.Session, verb: str) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def toolchain(session: nox.Session) -> None:
-    """Install and start the real tools (Debian 12 as root); elsewhere list what is missing."""
-    _install(session, "test")
-    session.run("python", "-m", "pipeline", "toolchain", "--root", str(ROOT))
+    """Install and start the real tools (Debian 12 as root); elsewhere list what is missing.
+
+    `-- --for release` (what CI jobs run) skips what only the tests need."""
+    testing = not {"release", "local"} & set(session.posargs)
+    _install(session, *(("test",) if testing else ()))
+    session.run("python", "-m", "pipeline", "toolchain", "--root", str(ROOT), *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False)

@@ -246,6 +246,9 @@ class CIOptions:
     gitlab_runner_tags: Mapping[str, tuple[str, ...]] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    # GitHub environment holding the registry and signing secrets of the release jobs (restrict
+    # it to the default branch and release tags so no other ref can read them).
+    release_environment: str = "release"
     # Deployment environment that gates the production promotion (protected, manual).
     production_environment: str = "production"
     production_tag: str = "production"
@@ -255,6 +258,12 @@ class CIOptions:
     cosign_key_secret: str = "COSIGN_KEY"
     cosign_password_secret: str = "COSIGN_PASSWORD"
     cosign_public_key_variable: str = "COSIGN_PUBLIC_KEY"
+    # GitLab job image (Debian 12 + Python: `pipeline toolchain --for release` adds docker CLI,
+    # buildx and cosign) and the docker-in-docker service (empty PIPELINE_DIND_IMAGE: none).
+    gitlab_image: str = "python:3.12-bookworm"
+    gitlab_dind_image: str = "docker:27-dind"
+    # The cosign release the GitHub cosign-installer step installs.
+    cosign_release: str = "v2.5.0"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,38 +1,52 @@
-"""`pipeline verify REF`: signature, SBOM and vulnerability attestations, attested scan vs policy.
+"""`pipeline verify [REF]`: signature, SBOM and vulnerability attestations, attested scan vs policy.
 
-REF is `host[:port]/repo:tag`, `host/repo@sha256:…` or `repo:tag` (the spec's registry). Exit 0
-when everything checks out; VerifyFailed's exit code and one line naming what failed otherwise.
+REF is `host[:port]/repo:tag`, `host/repo@sha256:…` or `repo:tag` (the spec's registry). With no
+REF, every image this run released (dist/state.json) is verified: the CI production job does
+that before promoting. Exit 0 when everything checks out; VerifyFailed's exit code and one line
+naming what failed otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
 from pipeline import ui
 
+if TYPE_CHECKING:
+    from pipeline.engine.verify import Verified
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("ref", metavar="REF", help="image reference to verify (tag or digest)")
+    parser.add_argument(
+        "ref", metavar="REF", nargs="?", help="image to verify (default: this run's release)"
+    )
     parser.add_argument(
         "--registry", metavar="HOST[:PORT]", help="the registry of a REF without host"
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.engine.promote import resolve_and_verify
+    from pipeline.engine.promote import resolve_and_verify, state_references
 
-    verified = resolve_and_verify(
-        args.ref, spec=getattr(args, "spec", None), registry=args.registry
-    )
-    table = Table(title=f"Verified {args.ref}")
+    spec = getattr(args, "spec", None)
+    refs = [args.ref] if args.ref else state_references(spec=spec, registry=args.registry)
+    for ref in refs:
+        show(ref, resolve_and_verify(ref, spec=spec, registry=args.registry))
+    return 0
+
+
+def show(ref: str, verified: Verified) -> None:
+    table = Table(title=f"Verified {ref}")
     table.add_column("Check")
     table.add_column("Result")
     table.add_row("digest", verified.digest)
     table.add_row("signature", verified.signature)
     table.add_row(
-        "signed as", f"version {verified.version or '—'}, commit {(verified.revision or '—')[:12]}"
+        "signed as",
+        f"version {verified.version or '—'}, commit {(verified.revision or '—')[:12]}",
     )
     for platform, digest in sorted(verified.platforms.items()):
         table.add_row(f"  {platform}", digest)
@@ -44,5 +58,4 @@ def run(args: argparse.Namespace) -> int:
         f"unfixed allowed {verified.scan.unfixed_allowed})",
     )
     ui.table(table)
-    ui.ok(f"{args.ref} verifies")
-    return 0
+    ui.ok(f"{ref} verifies")

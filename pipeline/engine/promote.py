@@ -40,6 +40,13 @@ def resolve_and_verify(text: str, *, spec: str | None, registry: str | None) -> 
         )
 
 
+def state_references(*, spec: str | None, registry: str | None) -> list[str]:
+    """`repository@digest` of every image in this commit's dist/state.json."""
+    _, context, _ = load_release(Options(spec=spec, registry=registry))
+    state = load_state(Path.cwd() / paths.STATE, commit=context.sha)
+    return [image.digest_ref for image in state.images.values()]
+
+
 def promote_tag(
     *, tag: str, digest: str | None, image_name: str | None, spec: str | None, registry: str | None
 ) -> None:
