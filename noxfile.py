@@ -15,6 +15,7 @@ import nox
 
 ROOT = Path(__file__).parent
 nox.options.reuse_venv = "yes"
+nox.options.default_venv_backend = "uv|virtualenv"  # uv when present: venvs in seconds
 # Jobs of one CI pipeline on one machine (gitlab-ci-local, a shell runner) can share their venvs.
 nox.options.envdir = os.environ.get("PIPELINE_NOX_ENVDIR", ".nox")
 nox.options.sessions = ["lint", "tests"]

