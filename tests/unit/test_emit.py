@@ -1,0 +1,280 @@
+"""The generated CI definitions, checked as data: triggers, permissions, pins, injection safety,
+fan-out modes, keyless signing, determinism, and that committed files are current."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipeline.emit import GITHUB_FILE, GITLAB_FILE, generate, github, gitlab, pins
+from pipeline.spec import CIOptions, KeylessIdentity, Registry, SignPolicy, Spec
+from pipeline.specload import LoadedSpec, load_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+SHA = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+
+
+@pytest.fixture(scope="module")
+def loaded() -> LoadedSpec:
+    return load_spec(ROOT / "sample-app" / "release.py")
+
+
+def _variant(loaded: LoadedSpec, **changes: Any) -> Spec:
+    return replace(loaded.spec, **changes)
+
+
+def _gh(spec: Spec) -> dict[str, Any]:
+    return github.workflow(spec, "sample-app/release.py").to_data()
+
+
+def _gl(spec: Spec) -> dict[str, Any]:
+    return gitlab.pipeline(spec, "sample-app/release.py").to_data()
+
+
+KEYLESS_GHCR = {
+    "registry": Registry(host="ghcr.io"),
+    "sign": SignPolicy(
+        keyless=KeylessIdentity(
+            issuer="https://token.actions.githubusercontent.com",
+            subject_regexp="^https://github.com/acme/",
+        ),
+        transparency_log=True,
+    ),
+}
+NATIVE = {
+    "ci": CIOptions(
+        github_runners={"linux/amd64": "ubuntu-24.04", "linux/arm64": "ubuntu-24.04-arm"},
+        gitlab_runner_tags={"linux/amd64": ("amd64",), "linux/arm64": ("arm64",)},
+    )
+}
+
+
+def _steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    return [step for job in workflow["jobs"].values() for step in job["steps"]]
+
+
+def test_triggers(loaded: LoadedSpec) -> None:
+    on = _gh(loaded.spec)["on"]
+    assert on["push"] == {"branches": ["main"], "tags": ["v[0-9]+.[0-9]+.[0-9]+*"]}
+    assert on["pull_request"] == {"branches": ["main"]}
+    assert set(on["workflow_dispatch"]["inputs"]) == {"tag", "digest"}
+
+
+def test_top_level_permissions_and_concurrency(loaded: LoadedSpec) -> None:
+    workflow = _gh(loaded.spec)
+    assert workflow["permissions"] == {"contents": "read"}
+    assert workflow["concurrency"]["group"] == "release-${{ github.ref }}"
+    assert workflow["concurrency"]["cancel-in-progress"] is False
+
+
+def test_every_action_is_pinned_by_sha(loaded: LoadedSpec) -> None:
+    for spec in (loaded.spec, _variant(loaded, **KEYLESS_GHCR), _variant(loaded, **NATIVE)):
+        for step in _steps(_gh(spec)):
+            if "uses" in step:
+                assert isinstance(step["uses"], pins.Pin)
+                assert SHA.match(step["uses"].uses), step["uses"]
+
+
+def test_pins_are_full_shas_with_versions() -> None:
+    for pin in pins.ALL:
+        assert re.fullmatch(r"[0-9a-f]{40}", pin.sha) and re.fullmatch(
+            r"v\d+\.\d+\.\d+", pin.version
+        )
+
+
+def test_no_expression_reaches_a_shell(loaded: LoadedSpec) -> None:
+    for spec in (loaded.spec, _variant(loaded, **KEYLESS_GHCR), _variant(loaded, **NATIVE)):
+        for step in _steps(_gh(spec)):
+            assert "${{" not in step.get("run", ""), step
+
+
+def test_run_steps_only_call_nox_sessions(loaded: LoadedSpec) -> None:
+    runs = {step["run"] for step in _steps(_gh(loaded.spec)) if "run" in step}
+    assert all(r.startswith(("nox -s ", "python -m pip install nox")) for r in runs), runs
+
+
+def test_pull_requests_never_push_sign_or_read_secrets(loaded: LoadedSpec) -> None:
+    jobs = _gh(loaded.spec)["jobs"]
+    pr = jobs["pull-request"]
+    runs = [step["run"] for step in pr["steps"] if "run" in step]
+    assert runs[1:] == ["nox -s preflight", "nox -s build", "nox -s scan"]
+    assert not any(s in r for r in runs for s in ("sign", "publish", "promote"))
+    assert "secrets." not in str(pr)
+    assert not any(
+        getattr(step.get("uses"), "action", "") == pins.LOGIN.action for step in pr["steps"]
+    )
+    for job_id, job in jobs.items():
+        if job_id != "pull-request":
+            assert job.get("if", "") != "github.event_name == 'pull_request'"
+            if "needs" not in job:
+                assert "pull_request" not in job.get("if", "")
+
+
+def _plain(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
+def test_permissions_are_minimal_per_job(loaded: LoadedSpec) -> None:
+    jobs = _gh(loaded.spec)["jobs"]
+    grants = {
+        job_id: {k: _plain(v) for k, v in job["permissions"].items()}
+        for job_id, job in jobs.items()
+    }
+    assert all(g["contents"] == "read" for g in grants.values())
+    assert {j for j, g in grants.items() if "security-events" in g} == {"pull-request", "scan"}
+    assert not any("id-token" in g or "packages" in g for g in grants.values())
+
+
+def test_keyless_and_ghcr_grant_only_where_needed(loaded: LoadedSpec) -> None:
+    jobs = _gh(_variant(loaded, **KEYLESS_GHCR))["jobs"]
+    oidc = {j for j, job in jobs.items() if "id-token" in job["permissions"]}
+    assert oidc == {"sign"}
+    packages = {j for j, job in jobs.items() if "packages" in job["permissions"]}
+    assert packages == {"build", "sign", "publish", "production", "rollback"}
+    assert "COSIGN_KEY" not in str(jobs["sign"].get("env", {}))
+    gl = _gl(_variant(loaded, **KEYLESS_GHCR))
+    with_tokens = {j for j, job in gl.items() if isinstance(job, dict) and "id_tokens" in job}
+    assert with_tokens == {"sign"}
+    assert gl["sign"]["id_tokens"] == {"SIGSTORE_ID_TOKEN": {"aud": "sigstore"}}
+
+
+def test_key_mode_has_no_oidc_anywhere(loaded: LoadedSpec) -> None:
+    assert "id_tokens" not in str(_gl(loaded.spec))
+    sign = _gh(loaded.spec)["jobs"]["sign"]
+    assert sign["env"]["COSIGN_KEY"] == "${{ secrets.COSIGN_KEY }}"
+
+
+def test_secret_reading_jobs_run_in_an_environment(loaded: LoadedSpec) -> None:
+    for job_id, job in _gh(loaded.spec)["jobs"].items():
+        reads_secrets = "secrets." in str(job)
+        assert reads_secrets == (job_id != "pull-request")
+        if reads_secrets:
+            assert job["environment"] in ("release", "production")
+
+
+def test_single_runner_mode_builds_under_qemu(loaded: LoadedSpec) -> None:
+    jobs = _gh(loaded.spec)["jobs"]
+    build = [s.get("run") for s in jobs["build"]["steps"]]
+    assert "nox -s build" in build
+    assert any(
+        getattr(s.get("uses"), "action", "") == pins.SETUP_QEMU.action
+        for s in jobs["build"]["steps"]
+    )
+    assert not any(j.startswith("build-") for j in jobs)
+    assert _gl(loaded.spec)["build"]["script"] == ["nox -s preflight", "nox -s build"]
+
+
+def test_native_runner_mode_fans_out_then_merges(loaded: LoadedSpec) -> None:
+    jobs = _gh(_variant(loaded, **NATIVE))["jobs"]
+    assert jobs["build-linux-arm64"]["runs-on"] == "ubuntu-24.04-arm"
+    assert jobs["build-linux-amd64"]["runs-on"] == "ubuntu-24.04"
+    assert [s.get("run") for s in jobs["build-linux-arm64"]["steps"]][
+        -2
+    ] == "nox -s build -- --platform linux/arm64"
+    assert not any(
+        getattr(s.get("uses"), "action", "") == pins.SETUP_QEMU.action
+        for s in jobs["build-linux-arm64"]["steps"]
+    )
+    assert jobs["build"]["needs"] == ["build-linux-amd64", "build-linux-arm64"]
+    assert "nox -s merge" in [s.get("run") for s in jobs["build"]["steps"]]
+    gl = _gl(_variant(loaded, **NATIVE))
+    assert gl["build:linux-arm64"]["tags"] == ["arm64"]
+    assert gl["build:linux-arm64"]["script"] == ["nox -s build -- --platform linux/arm64"]
+    assert gl["build"]["needs"] == ["build:linux-amd64", "build:linux-arm64"]
+    assert gl["build"]["script"][-1] == "nox -s merge"
+
+
+def test_chain_and_production(loaded: LoadedSpec) -> None:
+    jobs = _gh(loaded.spec)["jobs"]
+    assert [jobs[j].get("needs") for j in ("scan", "sign", "publish", "production")] == [
+        ["build"],
+        ["scan"],
+        ["sign"],
+        ["publish"],
+    ]
+    production = jobs["production"]
+    assert production["environment"] == "production"
+    assert "refs/tags/" in production["if"]
+    runs = [s.get("run") for s in production["steps"] if "run" in s]
+    assert runs[-2:] == ["nox -s verify", "nox -s promote -- --tag production"]
+    rollback = jobs["rollback"]
+    assert rollback["steps"][-1]["env"] == {
+        "TAG": "${{ inputs.tag }}",
+        "DIGEST": "${{ inputs.digest }}",
+    }
+
+
+def test_gitlab_structure(loaded: LoadedSpec) -> None:
+    gl = _gl(loaded.spec)
+    assert gl["stages"] == ["build", "scan", "sign", "publish", "production"]
+    text = yaml.safe_dump(gl)
+    assert "only:" not in text and "except:" not in text
+    jobs = {k: v for k, v in gl.items() if isinstance(v, dict) and "stage" in v}
+    assert all("rules" in job for job in jobs.values())
+    assert gl["default"]["services"] == [{"name": "$PIPELINE_DIND_IMAGE", "alias": "docker"}]
+    assert gl["variables"]["DOCKER_TLS_CERTDIR"] == "/certs"
+    assert gl["variables"]["DOCKER_HOST"] == "tcp://docker:2376"
+    assert gl["scan"]["artifacts"]["reports"] == {
+        "container_scanning": "dist/gl-container-scanning-report.json"
+    }
+    assert gl["publish"]["artifacts"]["reports"] == {"dotenv": "dist/release.env"}
+    production = gl["production"]
+    assert production["rules"] == [{"if": "$CI_COMMIT_TAG", "when": "manual"}]
+    assert production["environment"]["name"] == "production"
+    assert production["script"] == ["nox -s verify", "nox -s promote -- --tag production"]
+    assert gl["merge-request"]["script"] == ["nox -s preflight", "nox -s build", "nox -s scan"]
+    assert "docker:" not in str(gl["default"]["image"]), "the job image is not docker:dind"
+
+
+def test_generation_is_deterministic_and_fast(loaded: LoadedSpec) -> None:
+    started = time.perf_counter()
+    one = generate(loaded, ROOT)
+    elapsed = time.perf_counter() - started
+    assert one == generate(loaded, ROOT)
+    assert elapsed < 0.5
+    assert all(
+        text.startswith("# generated from sample-app/release.py; do not edit")
+        for text in one.values()
+    )
+
+
+def test_pins_are_commented_in_the_text(loaded: LoadedSpec) -> None:
+    text = generate(loaded, ROOT)[GITHUB_FILE]
+    assert f"uses: {pins.CHECKOUT.uses}  # {pins.CHECKOUT.version}" in text
+    assert "security-events: write  # upload SARIF to code scanning" in text
+
+
+def test_committed_workflows_are_current(loaded: LoadedSpec) -> None:
+    """The drift check: workflows/ must equal what the spec generates now."""
+    for relative, text in generate(loaded, ROOT).items():
+        committed = (ROOT / relative).read_text()
+        assert committed == text, f"{relative} is stale: run `nox -s workflows`"
+    assert {GITHUB_FILE, GITLAB_FILE} == set(generate(loaded, ROOT))
+
+
+def test_check_fails_with_a_diff_when_stale(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.cli import main
+
+    spec = str(ROOT / "sample-app" / "release.py")
+    assert main(["workflows", "--spec", spec, "--root", str(tmp_path)]) == 0
+    assert main(["workflows", "--spec", spec, "--root", str(tmp_path), "--check"]) == 0
+    stale = tmp_path / GITLAB_FILE
+    stale.write_text(stale.read_text().replace("nox -s scan", "nox -s scan-old", 1))
+    capsys.readouterr()
+    assert main(["workflows", "--spec", spec, "--root", str(tmp_path), "--check"]) == 11
+    out, err = capsys.readouterr()
+    assert "-    - nox -s scan-old" in out and "+    - nox -s scan" in out
+    assert err.strip().splitlines()[-1].startswith("error: generated CI files are stale")
+    assert main(["workflows", "--spec", spec, "--root", str(tmp_path), "--install"]) == 0
+    assert (tmp_path / ".github/workflows/release.yml").read_text() == (
+        tmp_path / GITHUB_FILE
+    ).read_text()
+    assert (tmp_path / ".gitlab-ci.yml").is_file()
