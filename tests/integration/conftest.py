@@ -148,3 +148,20 @@ def bench(tmp_path_factory: pytest.TempPathFactory, runner: Runner) -> Iterator[
         registry.stop()
         plain.stop()
         untrust_in_docker(registry)
+
+
+@pytest.fixture(scope="session")
+def ci_python() -> Path:
+    """`bin/` of a Python that stands in for a CI runner's Python (setup-python, the GitLab job
+    image): the generated jobs `pip install` nox into it themselves. Kept between runs."""
+    from pipeline.sandbox.cache import cache_dir
+    from pipeline.toolchain.requirements import NOX_REQUIREMENT
+
+    folder = cache_dir() / "ci-python"
+    if not (folder / "bin" / "nox").exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(folder)], check=True)
+        subprocess.run(
+            [str(folder / "bin" / "python"), "-m", "pip", "install", "-q", NOX_REQUIREMENT],
+            check=True,
+        )
+    return folder / "bin"

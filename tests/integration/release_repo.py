@@ -22,6 +22,7 @@ COPY = ("app", "tests", "Dockerfile", ".dockerignore", ".trivyignore.yaml", "rel
 class ReleaseRepo:
     path: Path
     repository: str  # path in the registry, e.g. tests/full
+    spec: str = "release.py"  # relative to path
 
     def git(self, *args: str) -> str:
         out = subprocess.run(
@@ -46,7 +47,7 @@ class ReleaseRepo:
         return data
 
     def edit_spec(self, old: str, new: str) -> None:
-        spec = self.path / "release.py"
+        spec = self.path / self.spec
         text = spec.read_text()
         assert old in text, f"{old!r} not in the spec"
         spec.write_text(text.replace(old, new))
@@ -67,4 +68,18 @@ def make_repo(folder: Path, repository: str) -> ReleaseRepo:
     repo.git("config", "user.email", "tests@example.invalid")
     repo.git("config", "user.name", "tests")
     repo.commit("sample-app")
+    return repo
+
+
+def clone_project(folder: Path, repository: str) -> ReleaseRepo:
+    """A clone of this whole project (noxfile, package, sample-app): what generated CI jobs run in.
+
+    The spec's repository path is changed and committed, so the clone has its own commit."""
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(folder)], check=True)
+    repo = ReleaseRepo(folder, repository, spec="sample-app/release.py")
+    repo.git("config", "user.email", "tests@example.invalid")
+    repo.git("config", "user.name", "tests")
+    repo.git("checkout", "-q", "-B", "main")
+    repo.edit_spec('repository="acme/sample-app"', f'repository="{repository}"')
+    repo.commit(f"release {repository}")
     return repo
