@@ -116,6 +116,16 @@ class RegistryClient:
         self._basic = False
         self.retries = 0
 
+    def close(self) -> None:
+        """Close pooled connections (a client used for one operation can be closed at once)."""
+        self.session.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     # -- transport ---------------------------------------------------------------------------
 
     @property
@@ -146,8 +156,12 @@ class RegistryClient:
         scope: str = "",
         ok: tuple[int, ...] = (200,),
         allow: tuple[int, ...] = (),
+        retry: bool = True,
     ) -> requests.Response:
-        """One API call with auth and retries. Statuses in `allow` are returned, not raised."""
+        """One API call with auth and retries. Statuses in `allow` are returned, not raised.
+
+        With `retry=False` a transient fault is raised as `_Transient` for the caller to retry a
+        larger unit of work (a blob upload is retried whole, not its last request)."""
         url = path if path.startswith("http") else f"{self.base_url}{path}"
 
         def once() -> requests.Response:
@@ -166,6 +180,9 @@ class RegistryClient:
                 )
             return response
 
+        if not retry:
+            response = once()
+            return self._checked(response, method, path, ok, allow)
         retrier = Retrier(self.retry, on_retry=self._note_retry)
         try:
             response = retrier.call(once, _classify)
@@ -173,6 +190,16 @@ class RegistryClient:
             raise RegistryError(
                 f"registry {self.host}: {exc.reason} (gave up after {self.retry.attempts} attempts)"
             ) from None
+        return self._checked(response, method, path, ok, allow)
+
+    def _checked(
+        self,
+        response: requests.Response,
+        method: str,
+        path: str,
+        ok: tuple[int, ...],
+        allow: tuple[int, ...],
+    ) -> requests.Response:
         if response.status_code in ok or response.status_code in allow:
             return response
         if response.status_code in (401, 403):
@@ -325,24 +352,39 @@ class RegistryClient:
         return response.content
 
     def push_blob(self, repository: str, data: bytes) -> str:
+        """Upload a blob (skipped when present). A failed upload is retried whole: a lost answer
+        may mean it completed, and a finished upload session cannot be resumed."""
         digest = digest_of(data)
-        if self.blob_exists(repository, digest):
-            return digest
         scope = f"repository:{repository}:pull,push"
-        start = self.request("POST", f"/v2/{repository}/blobs/uploads/", scope=scope, ok=(202,))
-        location = start.headers["Location"]
-        if location.startswith("/"):
-            location = f"{self.base_url}{location}"
-        joiner = "&" if "?" in location else "?"
-        self.request(
-            "PUT",
-            f"{location}{joiner}digest={digest}",
-            headers={"Content-Type": "application/octet-stream"},
-            data=data,
-            scope=scope,
-            ok=(201,),
-        )
-        return digest
+
+        def upload() -> str:
+            if self.blob_exists(repository, digest):
+                return digest
+            start = self.request(
+                "POST", f"/v2/{repository}/blobs/uploads/", scope=scope, ok=(202,), retry=False
+            )
+            location = start.headers["Location"]
+            if location.startswith("/"):
+                location = f"{self.base_url}{location}"
+            joiner = "&" if "?" in location else "?"
+            self.request(
+                "PUT",
+                f"{location}{joiner}digest={digest}",
+                headers={"Content-Type": "application/octet-stream"},
+                data=data,
+                scope=scope,
+                ok=(201,),
+                retry=False,
+            )
+            return digest
+
+        try:
+            return Retrier(self.retry, on_retry=self._note_retry).call(upload, _classify)
+        except _Transient as exc:
+            raise RegistryError(
+                f"registry {self.host}: upload of {digest[:19]}… to {repository} failed: "
+                f"{exc.reason} (gave up after {self.retry.attempts} attempts)"
+            ) from None
 
     def delete_manifest(self, repository: str, digest: str) -> None:
         self.request(

@@ -24,7 +24,7 @@ from pathlib import Path
 import sh
 
 from pipeline import ui
-from pipeline.errors import AuthError, CommandError, ToolMissing
+from pipeline.errors import AuthError, CommandError, RegistryError, ToolMissing
 from pipeline.retry import Attempt, backoff, text_is_auth_failure, text_is_transient
 from pipeline.secrets import redact
 from pipeline.spec import RetryPolicy
@@ -141,9 +141,13 @@ class Runner:
             time.sleep(wait)
             attempt += 1
         if check:
-            if text_is_auth_failure(result.stderr + result.stdout):
-                raise AuthError(
-                    f"{argv[0]} was refused by the registry: {_fault_line(redact(result.stderr))}"
+            output = redact(result.stderr + result.stdout)
+            if text_is_auth_failure(output):
+                raise AuthError(f"{argv[0]} was refused by the registry: {_fault_line(output)}")
+            if self.retry is not None and text_is_transient(output):
+                raise RegistryError(
+                    f"{argv[0]}: the registry kept failing: {_fault_line(output)} "
+                    f"(gave up after {attempt} attempts)"
                 )
             raise CommandError(
                 tuple(redact(a) for a in argv),

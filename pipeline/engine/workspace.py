@@ -207,8 +207,11 @@ def open_workspace(
                 tool_env["SSL_CERT_FILE"] = str(bundle)
             if credentials is not None and _creds_from_env(spec, env):
                 # Log in through a private docker config: buildx, cosign and Trivy share it and
-                # the user's own ~/.docker is untouched.
-                tool_env["DOCKER_CONFIG"] = str(scratch / "docker")
+                # the user's own ~/.docker is untouched. It starts as a copy of that config, so
+                # credentials for other registries (a private base image) keep working.
+                private = scratch / "docker"
+                _copy_docker_config(env, private)
+                tool_env["DOCKER_CONFIG"] = str(private)
                 DockerCli(base_runner.with_env(**tool_env)).login(
                     host, credentials.username, credentials.password
                 )
@@ -238,6 +241,14 @@ def open_workspace(
         workspace.client.on_retry = workspace.note_retry
         workspace.runner.on_retry = workspace.note_retry
         yield workspace
+
+
+def _copy_docker_config(env: Mapping[str, str], target: Path) -> None:
+    source = Path(env.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if source.is_file():
+        (target / "config.json").write_bytes(source.read_bytes())
+        (target / "config.json").chmod(0o600)
 
 
 def trivy_cache(db_repository: str | None) -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.adapters.runner import Runner
-from pipeline.errors import AuthError, CommandError, ToolMissing
+from pipeline.errors import AuthError, CommandError, RegistryError, ToolMissing
 from pipeline.retry import Attempt
 from pipeline.secrets import REDACTOR
 from pipeline.spec import RetryPolicy
@@ -72,7 +72,7 @@ def test_transient_faults_are_retried(tmp_path: object) -> None:
 def test_retries_are_bounded() -> None:
     seen: list[Attempt] = []
     runner = Runner(echo=False).with_retry(FAST, seen.append)
-    with pytest.raises(CommandError):
+    with pytest.raises(RegistryError, match=r"kept failing: .*reset by peer \(gave up after 3"):
         runner.run(["sh", "-c", "echo 'read: connection reset by peer' >&2; exit 1"])
     assert len(seen) == FAST.attempts - 1
 
