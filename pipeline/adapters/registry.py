@@ -37,6 +37,11 @@ class Credentials:
 
     def __post_init__(self) -> None:
         register(self.password)
+        register(self.basic)  # the form an HTTP header or a docker config.json holds
+
+    @property
+    def basic(self) -> str:
+        return base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
 
     def __repr__(self) -> str:  # never show the password, even in a debugger or a log
         return f"Credentials(username={self.username!r}, password='***')"
@@ -244,8 +249,7 @@ class RegistryClient:
         if scope in self._bearer:
             return f"Bearer {self._bearer[scope]}"
         if self._basic and self.credentials:
-            raw = f"{self.credentials.username}:{self.credentials.password}".encode()
-            return f"Basic {base64.b64encode(raw).decode()}"
+            return f"Basic {self.credentials.basic}"
         return None
 
     def _answer_challenge(self, response: requests.Response, scope: str) -> bool:
@@ -284,6 +288,10 @@ class RegistryClient:
         """Status of GET /v2/ without credentials: 401 proves authentication is on."""
         response = self.session.get(f"{self.base_url}/v2/", timeout=10, verify=self.verify)
         return response.status_code
+
+    def check_login(self) -> None:
+        """GET /v2/ with the credentials: AuthError when the registry refuses them."""
+        self.request("GET", "/v2/")
 
     def resolve(self, repository: str, reference: str) -> Manifest | None:
         """The manifest a tag or digest names, or None when it does not exist."""

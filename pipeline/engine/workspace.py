@@ -31,7 +31,7 @@ from pipeline.adapters.registry import Credentials, RegistryClient, docker_confi
 from pipeline.adapters.runner import Runner
 from pipeline.adapters.trivy import Trivy
 from pipeline.context import ReleaseContext, in_ci
-from pipeline.errors import SpecError
+from pipeline.errors import AuthError, SpecError
 from pipeline.plan import resolve_registry_host
 from pipeline.retry import Attempt
 from pipeline.sandbox import local as sandbox
@@ -118,6 +118,21 @@ def _credentials(spec: Spec, host: str, environ: Mapping[str, str]) -> Credentia
             f"registry.{'username_env' if not user else 'password_env'}: {missing} is not set"
         )
     return docker_config_credentials(host, environ)
+
+
+def _check_login(spec: Spec, host: str, credentials: Credentials, ca_file: Path | None) -> None:
+    """Try the credentials with our own client before any tool logs in: a refusal is then one
+    clear line naming the variables, not a tool's confusing fallback error."""
+    client = RegistryClient(host, credentials=credentials, ca_file=ca_file, retry=spec.retry)
+    try:
+        client.check_login()
+    except AuthError as exc:
+        raise AuthError(
+            f"registry {host} refused user {credentials.username!r} with the password from "
+            f"{spec.registry.password_env} (registry.password_env): {exc.message}"
+        ) from None
+    finally:
+        client.close()
 
 
 def resolves(host: str) -> bool:
@@ -209,6 +224,7 @@ def open_workspace(
                 # Log in through a private docker config: buildx, cosign and Trivy share it and
                 # the user's own ~/.docker is untouched. It starts as a copy of that config, so
                 # credentials for other registries (a private base image) keep working.
+                _check_login(spec, host, credentials, ca_file)
                 private = scratch / "docker"
                 _copy_docker_config(env, private)
                 tool_env["DOCKER_CONFIG"] = str(private)

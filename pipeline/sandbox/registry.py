@@ -138,9 +138,13 @@ def start_registry(
     tls: bool = True,
     auth: bool = True,
     username: str = "pipeline",
+    password: str | None = None,
     port: int | None = None,
 ) -> RegistryServer:
-    """Start `docker-registry serve` on 127.0.0.1 and wait until it answers."""
+    """Start `docker-registry serve` on 127.0.0.1 and wait until it answers.
+
+    With `auth`, the password is `password` or a random one; either way it is registered as a
+    secret (redacted from every output)."""
     folder.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     host = f"127.0.0.1:{port}"
@@ -162,9 +166,11 @@ def start_registry(
             "tls": {"certificate": str(files.cert), "key": str(files.key)},
         }
         ca_file = files.ca_cert
-    password: str | None = None
-    if auth:
+    if not auth:
+        password = None
+    elif password is None:
         password = secrets.token_urlsafe(18)
+    if password is not None:
         register(password)
         hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
         htpasswd = folder / "htpasswd"
