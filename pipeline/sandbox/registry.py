@@ -19,13 +19,11 @@ from pathlib import Path
 
 import bcrypt
 import requests
-import yaml
 
 from pipeline.adapters.registry import Credentials, RegistryClient
 from pipeline.adapters.runner import Runner
 from pipeline.errors import EnvironmentProblem
 from pipeline.retry import Attempt
-from pipeline.sandbox.tls import make_loopback_tls
 from pipeline.secrets import register
 from pipeline.spec import RetryPolicy
 
@@ -160,6 +158,8 @@ def start_registry(
     }
     ca_file: Path | None = None
     if tls:
+        from pipeline.sandbox.tls import make_loopback_tls  # cryptography: only when starting
+
         files = make_loopback_tls(folder / "tls")
         config["http"] = {
             **config["http"],  # type: ignore[dict-item]
@@ -172,12 +172,17 @@ def start_registry(
         password = secrets.token_urlsafe(18)
     if password is not None:
         register(password)
-        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
+        # The registry checks the bcrypt hash on every request (basic auth has no session), so
+        # its cost is paid hundreds of times per release. Cost 5 is ~2 ms; the password is 144
+        # random bits on loopback, where a slow hash adds no protection.
+        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
         htpasswd = folder / "htpasswd"
         htpasswd.write_text(f"{username}:{hashed}\n")
         htpasswd.chmod(0o600)
         config["auth"] = {"htpasswd": {"realm": "pipeline-sandbox", "path": str(htpasswd)}}
     config_path = folder / "config.yml"
+    import yaml  # only when starting one
+
     config_path.write_text(yaml.safe_dump(config, sort_keys=True))
     proc = runner.spawn(["docker-registry", "serve", str(config_path)], log=folder / "registry.log")
     server = RegistryServer(
