@@ -2,8 +2,9 @@
 
     ./noxw -s benchmark            (or: python benchmarks/release.py [--runs N])
 
-Each run releases sample-app from a fresh clone of this project (its own registry repository and
-version tag) to the built-in loopback registry, so no run sees another's tags:
+Each round commits new content to a clone of this project (its own registry repository and
+version tag) and releases it to the built-in loopback registry, so no run sees another's tags;
+the session's venv is set up before anything is timed:
 
 - cold: BuildKit's cache pruned, a new repository, an empty Trivy cache; `nox -s release`;
 - warm: the same `nox -s release` again at once (the release is already published: reuse);
@@ -57,16 +58,24 @@ def _git(folder: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=folder, check=True, capture_output=True)
 
 
-def _clone(folder: Path, repository: str, version: str) -> Path:
-    """This project at HEAD, with the spec's repository renamed and a version tag."""
+def _clone(folder: Path) -> Path:
+    """This project at HEAD, on its own (so the timed runs never touch this checkout)."""
     _git(ROOT, "clone", "-q", str(ROOT), str(folder))
     _git(folder, "config", "user.email", "benchmark@example.invalid")
     _git(folder, "config", "user.name", "benchmark")
-    spec = folder / "sample-app" / "release.py"
-    spec.write_text(spec.read_text().replace('"acme/sample-app"', f'"{repository}"'))
-    _git(folder, "commit", "-qam", f"benchmark {repository}")
-    _git(folder, "tag", f"v{version}")
     return folder
+
+
+def _new_release(clone: Path, repository: str, version: str) -> None:
+    """New content in a new registry repository, committed and tagged: nothing to reuse."""
+    spec = clone / "sample-app" / "release.py"
+    text = spec.read_text()
+    start = text.index('repository="') + len('repository="')
+    spec.write_text(text[:start] + repository + text[text.index('"', start) :])
+    (clone / "sample-app" / "app" / "BENCHMARK.txt").write_text(f"{repository}\n")
+    _git(clone, "add", "-A")
+    _git(clone, "commit", "-qm", f"benchmark {repository}")
+    _git(clone, "tag", f"v{version}")
 
 
 def _cold(db_repository: str | None) -> None:
@@ -104,9 +113,12 @@ def main() -> int:
             f"password {sandbox.registry.password}\n"
         )
         netrc.chmod(0o600)
+        clone = _clone(scratch / "clone")
+        # The session's venv is set up for this checkout before anything is timed.
+        _run([nox, "-s", "release", "--", "--help"], cwd=clone, env=env)
         for round_ in range(1, args.runs + 1):
             version = f"0.{stamp[-6:].lstrip('0') or '0'}.{round_}"
-            clone = _clone(scratch / f"nox-{round_}", f"benchmark/nox-{stamp}-{round_}", version)
+            _new_release(clone, f"benchmark/nox-{stamp}-{round_}", version)
             _cold(sandbox.db_repository)
             with console.status(f"round {round_}: nox -s release (cold)"):
                 timings["cold"].append(_run([nox, "-s", "release"], cwd=clone, env=env))

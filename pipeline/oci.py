@@ -86,9 +86,15 @@ class Layout:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def blob(self, digest: str) -> bytes:
+    def blob_path(self, digest: str) -> Path:
         algorithm, _, hexdigest = digest.partition(":")
-        return (self.root / "blobs" / algorithm / hexdigest).read_bytes()
+        return self.root / "blobs" / algorithm / hexdigest
+
+    def blob(self, digest: str) -> bytes:
+        return self.blob_path(digest).read_bytes()
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
 
     def top(self) -> Descriptor:
         index = json.loads((self.root / "index.json").read_text())

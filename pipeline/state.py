@@ -40,7 +40,9 @@ class ImageState:
     repository: str  # host/path, no tag
     index_digest: str | None = None
     platforms: dict[str, str] = field(default_factory=dict)  # platform -> manifest digest
-    layout: str | None = None  # OCI layout path when the image was not pushed (pull requests)
+    # The build's OCI layout: the image itself for a pull request (nothing pushed); for a push,
+    # a local copy of the pushed blobs that the scan reads, then removes.
+    layout: str | None = None
     reused: bool = False  # promoted from an earlier signed build of the same commit
     scan: ScanState | None = None
     signature: str | None = None  # registry reference of the signature

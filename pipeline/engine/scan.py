@@ -9,6 +9,7 @@ reports and the state are written, so CI still uploads them.
 from __future__ import annotations
 
 import json
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,11 @@ from typing import Any
 
 from rich.table import Table
 
-from pipeline import gate, paths, ui
+from pipeline import gate, oci, paths, ui
 from pipeline.adapters.trivy import ScanRequest
 from pipeline.engine.workspace import Workspace
 from pipeline.errors import GateFailed
-from pipeline.state import ScanState, State
+from pipeline.state import ImageState, ScanState, State
 
 REPORT_SUFFIXES = {
     "json": ".json",
@@ -48,13 +49,30 @@ def jobs_for(ws: Workspace, state: State) -> list[Job]:
         if image.reused:
             continue
         folder = ws.dist / "scan" / name
+        layout = _layout_of(image)
         for platform, digest in sorted(image.platforms.items()):
-            if image.layout:
-                target, from_layout = image.layout, True
+            if layout is not None:
+                target, from_layout = str(layout), True
             else:
                 target, from_layout = f"{image.repository}@{digest}", False
             jobs.append(Job(name, platform, target, from_layout, folder))
     return jobs
+
+
+def _layout_of(image: ImageState) -> Path | None:
+    """The build's OCI layout, when it is on this machine and holds this very index."""
+    if not image.layout or not image.index_digest:
+        return None
+    root = Path(image.layout)
+    return root if oci.Layout(root).has_blob(image.index_digest) else None
+
+
+def drop_pushed_layouts(state: State) -> None:
+    """Pushed images need no local copy once scanned (a pull request's layout is its image)."""
+    for image in state.images.values():
+        if image.layout:
+            shutil.rmtree(image.layout, ignore_errors=True)
+            image.layout = None
 
 
 def run_scan(ws: Workspace, state: State) -> None:
@@ -88,6 +106,8 @@ def run_scan(ws: Workspace, state: State) -> None:
     label = f"trivy: {len(jobs)} platform image(s), {min(len(jobs), 4)} at a time"
     with ui.progress(label), ThreadPoolExecutor(max_workers=min(len(jobs), 4)) as pool:
         results = list(pool.map(scan_one, jobs))
+    if ws.push:
+        drop_pushed_layouts(state)
 
     per_image: dict[str, list[tuple[Job, gate.Verdict]]] = {}
     all_findings: list[gate.Finding] = []

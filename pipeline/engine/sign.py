@@ -63,8 +63,6 @@ def _sign_image(ws: Workspace, image: ImageState) -> None:
         )
     cosign = ws.cosign()
     index_ref = DigestRef.parse(image.digest_ref)
-    with ui.progress(f"{image.name}: cosign sign {index_ref.digest.short()}…"):
-        cosign.sign(index_ref, ws.identity, signature_annotations(ws))
     kinds = [k for k in ws.spec.sign.attestations if k in ATTESTATION_FILES]
     # One worker per platform digest: attestations of the same digest share its `.att` tag, and
     # two cosign processes appending to it at once would lose one of them.
@@ -85,8 +83,13 @@ def _sign_image(ws: Workspace, image: ImageState) -> None:
             cosign.attest(ref, ws.identity, kind, predicate)
 
     count = sum(len(jobs) for jobs in per_digest)
-    with ui.progress(f"{image.name}: {count} attestation(s)"), ThreadPoolExecutor(4) as pool:
+    # The index signature and the platform attestations live under different digests (their own
+    # .sig and .att tags), so they are written at the same time.
+    label = f"{image.name}: cosign sign {index_ref.digest.short()}… and {count} attestation(s)"
+    with ui.progress(label), ThreadPoolExecutor(4) as pool:
+        signed = pool.submit(cosign.sign, index_ref, ws.identity, signature_annotations(ws))
         list(pool.map(attest_all, per_digest))
+        signed.result()
     image.signature = f"{image.repository}:{signature_tag(image.index_digest or '')}"
     image.attestations = sorted(
         {f"{image.repository}:{signature_tag(d, 'att')}" for d in image.platforms.values()}
