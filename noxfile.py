@@ -46,7 +46,17 @@ def _install(session: nox.Session, *extras: str) -> None:
             stamp.write_text(digest)
     else:
         session.log(f"{target} already installed (pyproject.toml unchanged)")
-    session.run("python", "-m", "compileall", "-q", str(ROOT / "pipeline"), silent=True)
+    compiled = Path(venv) / ".pipeline-compiled" if venv else None
+    newest = max(path.stat().st_mtime for path in (ROOT / "pipeline").rglob("*.py"))
+    if (
+        compiled is None
+        or not compiled.is_file()
+        or compiled.read_text() != str(ROOT)
+        or compiled.stat().st_mtime < newest
+    ):
+        session.run("python", "-m", "compileall", "-q", str(ROOT / "pipeline"), silent=True)
+        if compiled is not None:
+            compiled.write_text(str(ROOT))
 
 
 def _stage(session: nox.Session, verb: str) -> None:

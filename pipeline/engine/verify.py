@@ -58,7 +58,20 @@ def verify_digest(
     platforms = oci.platform_digests(manifest.document) if manifest.is_index else {"": digest}
     cosign = ws.cosign()
     index_ref = DigestRef.parse(f"{repository}@{digest}")
-    payloads = cosign.verify(index_ref, ws.identity)
+    kinds = [k for k in ws.spec.sign.attestations if k in ("cyclonedx", "vuln")]
+
+    def check(job: tuple[str, str, str]) -> tuple[str, str, list[dict[str, Any]]]:
+        platform, pdigest, kind = job
+        ref = DigestRef.parse(f"{repository}@{pdigest}")
+        return platform, kind, cosign.verify_attestation(ref, ws.identity, kind)
+
+    # The signature and every attestation are checked at once (one cosign process each).
+    jobs = [(p, d, k) for p, d in sorted(platforms.items()) for k in kinds]
+    with ThreadPoolExecutor(max_workers=len(jobs) + 1) as pool:
+        signed = pool.submit(cosign.verify, index_ref, ws.identity)
+        attested = pool.map(check, jobs)
+        payloads = signed.result()
+        results = list(attested)
     annotations: dict[str, Any] = payloads[0].get("optional") or {}
     version = annotations.get("org.opencontainers.image.version")
     revision = annotations.get("org.opencontainers.image.revision")
@@ -71,16 +84,6 @@ def verify_digest(
             f"tag {through_tag} points at {digest[:19]}…, which was signed as version "
             f"{version or 'none'}: the tag was re-pointed"
         )
-    kinds = [k for k in ws.spec.sign.attestations if k in ("cyclonedx", "vuln")]
-
-    def check(job: tuple[str, str, str]) -> tuple[str, str, list[dict[str, Any]]]:
-        platform, pdigest, kind = job
-        ref = DigestRef.parse(f"{repository}@{pdigest}")
-        return platform, kind, cosign.verify_attestation(ref, ws.identity, kind)
-
-    jobs = [(p, d, k) for p, d in sorted(platforms.items()) for k in kinds]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(check, jobs))
     verdicts: list[gate.Verdict] = []
     for platform, kind, statements in results:
         if not statements:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,12 +139,19 @@ def _buildx_plugin() -> Path | None:
     return None
 
 
-def _dpkg_version(runner: Runner, package: str) -> str | None:
+def _dpkg_versions(runner: Runner, packages: Iterable[str]) -> dict[str, str]:
+    """Installed version of each package that is installed: one dpkg-query for all of them."""
     out = runner.run(
-        ["dpkg-query", "-W", "-f=${Status}\t${Version}", package], check=False, quiet=True
+        ["dpkg-query", "-W", "-f=${Package}\t${Status}\t${Version}\n", *packages],
+        check=False,
+        quiet=True,
     )
-    status, _, version = out.stdout.partition("\t")
-    return version if out.exit_code == 0 and status.endswith(" installed") else None
+    found = {}
+    for line in out.stdout.splitlines():
+        name, status, version = [*line.split("\t"), "", ""][:3]
+        if status.endswith(" installed"):
+            found[name.split(":")[0]] = version
+    return found
 
 
 def _major(version: str) -> int:
@@ -152,13 +160,13 @@ def _major(version: str) -> int:
 
 
 def _install_apt(runner: Runner) -> None:
+    installed = _dpkg_versions(runner, (*TRIXIE_PACKAGES, *BOOKWORM_PACKAGES))
     wanted_trixie = [
         p
         for p in TRIXIE_PACKAGES
-        if (v := _dpkg_version(runner, p)) is None
-        or (p in ("docker.io", "docker-cli") and _major(v) < 26)
+        if (v := installed.get(p)) is None or (p in ("docker.io", "docker-cli") and _major(v) < 26)
     ]
-    wanted_bookworm = [p for p in BOOKWORM_PACKAGES if _dpkg_version(runner, p) is None]
+    wanted_bookworm = [p for p in BOOKWORM_PACKAGES if p not in installed]
     if not wanted_trixie and not wanted_bookworm:
         ui.ok("apt packages: all present")
         return
