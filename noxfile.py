@@ -34,7 +34,7 @@ def _install(session: nox.Session, *extras: str) -> None:
     checkout, same pyproject.toml, same extras): a re-run then starts in a fraction of a second."""
     target = f".[{','.join(('tools', *extras))}]"
     digest = hashlib.sha256(
-        f"{ROOT}\n{target}\n".encode() + (ROOT / "pyproject.toml").read_bytes()
+        f"compiled\n{ROOT}\n{target}\n".encode() + (ROOT / "pyproject.toml").read_bytes()
     ).hexdigest()
     venv = getattr(session.virtualenv, "location", None)
     stamp = Path(venv) / ".pipeline-install" if venv else None
