@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from pipeline import ui
+from pipeline.errors import UsageError
 
 if TYPE_CHECKING:
     from pipeline.engine.verify import Verified
@@ -32,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.engine.promote import resolve_and_verify, state_references
 
     spec = getattr(args, "spec", None)
+    if args.ref is not None and not args.ref.strip():
+        raise UsageError("REF: an empty image reference (give host/repo:tag or host/repo@sha256:…)")
     refs = [args.ref] if args.ref else state_references(spec=spec, registry=args.registry)
     for ref in refs:
         show(ref, resolve_and_verify(ref, spec=spec, registry=args.registry))
