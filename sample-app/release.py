@@ -27,7 +27,9 @@ spec = Spec(
             test_target="test",
             base_image_arg="BASE_IMAGE",
             platforms=("linux/amd64", "linux/arm64"),
-            description="A small standard-library web service used to exercise the release pipeline.",
+            description=(
+                "A small standard-library web service used to exercise the release pipeline."
+            ),
             licenses="Apache-2.0",
             smoke_test=("python3", "-c", "import platform; print(platform.machine())"),
         ),
@@ -35,7 +37,7 @@ spec = Spec(
     registry=Registry(
         host="local",
         username_env="PIPELINE_REGISTRY_USERNAME",
-        password_env="PIPELINE_REGISTRY_PASSWORD",
+        password_env="PIPELINE_REGISTRY_PASSWORD",  # noqa: S106  (a variable's name, not a value)
     ),
     tags=TagPolicy(release_tag="v{{version}}"),
     scan=ScanPolicy(

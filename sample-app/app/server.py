@@ -30,7 +30,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "sample-app"
     sys_version = ""
 
-    def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+    def do_GET(self) -> None:
         routes = {"/": index, "/health": lambda: {"status": "ok"}}
         route = routes.get(self.path.split("?", 1)[0])
         if route is None:
@@ -46,7 +46,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args: Any) -> None:
         if self.path != "/health":  # health probes every few seconds would drown the log
             super().log_message(format, *args)
 

@@ -170,7 +170,8 @@ class Runner:
                 f"[{job_id}] $ {step['run']}\n{result.stdout[-2000:]}{result.stderr[-4000:]}"
             )
             assert result.returncode == 0, (
-                f"{job_id}: `{step['run']}` failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+                f"{job_id}: `{step['run']}` failed:\n"
+                f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
             )
 
     def emulate(self, step: dict[str, Any], event: Event) -> None:

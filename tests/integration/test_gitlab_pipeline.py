@@ -56,7 +56,8 @@ def test_gitlab_pipeline_releases_like_a_local_run(
         "PIPELINE_BASE_IMAGE": bench.base_image,
         "PIPELINE_TRIVY_DB_REPOSITORY": bench.db_repository,
         "SSL_CERT_FILE": bench.tool_env()["SSL_CERT_FILE"],
-        "COSIGN_KEY": bench.cosign_key.read_text(),  # the PEM text, as a masked CI variable holds it
+        # The PEM text, as a masked CI variable holds it.
+        "COSIGN_KEY": bench.cosign_key.read_text(),
         "COSIGN_PASSWORD": bench.cosign_password,
         "COSIGN_PUBLIC_KEY": bench.cosign_pub.read_text(),
         "PIPELINE_NOX_ENVDIR": str(tmp_path / "nox"),
