@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.adapters.registry import RegistryClient
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample-app"
 COPY = ("app", "tests", "Dockerfile", ".dockerignore", ".trivyignore.yaml", "release.py")
@@ -83,3 +85,22 @@ def clone_project(folder: Path, repository: str) -> ReleaseRepo:
     repo.edit_spec('repository="acme/sample-app"', f'repository="{repository}"')
     repo.commit(f"release {repository}")
     return repo
+
+
+def clone_repo(source: ReleaseRepo, folder: Path) -> ReleaseRepo:
+    """A second checkout of a release repository (same registry repository)."""
+    subprocess.run(["git", "clone", "-q", str(source.path), str(folder)], check=True)
+    clone = ReleaseRepo(folder, source.repository)
+    clone.git("config", "user.email", "tests@example.invalid")
+    clone.git("config", "user.name", "tests")
+    return clone
+
+
+def release_tags(client: RegistryClient, repository: str) -> dict[str, str]:
+    """tag -> digest for the release tags of `repository`, read through the registry API
+    (cosign's .sig/.att tags and the build cache left out)."""
+    return {
+        tag: client.digest_of(repository, tag) or ""
+        for tag in client.tags(repository)
+        if not tag.endswith((".sig", ".att")) and tag != "buildcache"
+    }

@@ -7,7 +7,6 @@ the end-to-end proof a user sees.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import Bench
-from tests.integration.release_repo import ReleaseRepo, make_repo
+from tests.integration.release_repo import ReleaseRepo, clone_repo, make_repo
 
 REPOSITORY = "bad/input"  # every case's spec names this repository: it must stay empty
 
@@ -226,14 +225,6 @@ def origin(tmp_path_factory: pytest.TempPathFactory) -> ReleaseRepo:
     return make_repo(tmp_path_factory.mktemp("bad-origin") / "repo", REPOSITORY)
 
 
-def _fresh(origin: ReleaseRepo, folder: Path) -> ReleaseRepo:
-    subprocess.run(["git", "clone", "-q", str(origin.path), str(folder)], check=True)
-    repo = ReleaseRepo(folder, origin.repository)
-    repo.git("config", "user.email", "tests@example.invalid")
-    repo.git("config", "user.name", "tests")
-    return repo
-
-
 def test_there_are_at_least_thirty_cases() -> None:
     assert len(CASES) >= 30
     assert len({case.id for case in CASES}) == len(CASES)
@@ -243,7 +234,7 @@ def test_there_are_at_least_thirty_cases() -> None:
 def test_bad_input_exits_2_with_one_line(
     bench: Bench, origin: ReleaseRepo, tmp_path: Path, case: Case
 ) -> None:
-    repo = _fresh(origin, tmp_path / "repo")
+    repo = clone_repo(origin, tmp_path / "repo")
     if case.edit is not None:
         repo.edit_spec(*case.edit)
         repo.commit(f"bad input: {case.id}")
@@ -269,7 +260,7 @@ def test_a_tag_that_is_not_semver_warns_and_exits_0(
     bench: Bench, origin: ReleaseRepo, tmp_path: Path
 ) -> None:
     """A tag push whose tag is no release: a warning and the commit tag only, not an error."""
-    repo = _fresh(origin, tmp_path / "repo")
+    repo = clone_repo(origin, tmp_path / "repo")
     event = tmp_path / "event.json"
     event.write_text(json.dumps({"repository": {"default_branch": "main"}}))
     env = _github(
@@ -290,7 +281,7 @@ def test_allow_dirty_gets_past_the_dirty_check(
     bench: Bench, origin: ReleaseRepo, tmp_path: Path
 ) -> None:
     """With --allow-dirty the build goes on, and here stops at a registry nobody listens on."""
-    repo = _fresh(origin, tmp_path / "repo")
+    repo = clone_repo(origin, tmp_path / "repo")
     _dirty(repo)
     result = bench.pipeline(
         "build", "--allow-dirty", "--registry", "127.0.0.1:9", cwd=repo.path, env=bench.env()

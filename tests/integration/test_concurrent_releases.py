@@ -12,19 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.adapters.registry import RegistryClient
 from tests.integration.conftest import Bench
-from tests.integration.release_repo import ReleaseRepo, make_repo
+from tests.integration.release_repo import ReleaseRepo, clone_repo, make_repo, release_tags
 
 PUBLISH_REFUSED = 9
-
-
-def _clone(source: ReleaseRepo, folder: Path) -> ReleaseRepo:
-    subprocess.run(["git", "clone", "-q", str(source.path), str(folder)], check=True)
-    clone = ReleaseRepo(folder, source.repository)
-    clone.git("config", "user.email", "tests@example.invalid")
-    clone.git("config", "user.name", "tests")
-    return clone
 
 
 def _race(bench: Bench, *repos: ReleaseRepo) -> list[subprocess.CompletedProcess[str]]:
@@ -47,19 +38,11 @@ def _race(bench: Bench, *repos: ReleaseRepo) -> list[subprocess.CompletedProcess
     return results
 
 
-def _release_tags(client: RegistryClient, repository: str) -> dict[str, str]:
-    return {
-        tag: client.digest_of(repository, tag) or ""
-        for tag in client.tags(repository)
-        if not tag.endswith((".sig", ".att")) and tag != "buildcache"
-    }
-
-
 def test_different_content_under_one_version_one_wins_the_other_is_refused(
     bench: Bench, tmp_path: Path
 ) -> None:
     origin = make_repo(tmp_path / "origin", "race/different")
-    left, right = _clone(origin, tmp_path / "left"), _clone(origin, tmp_path / "right")
+    left, right = clone_repo(origin, tmp_path / "left"), clone_repo(origin, tmp_path / "right")
     for side in (left, right):
         (side.path / "app" / "BUILT_BY.txt").write_text(side.path.name + "\n")
         side.commit(f"built by {side.path.name}")
@@ -74,7 +57,7 @@ def test_different_content_under_one_version_one_wins_the_other_is_refused(
     assert len(errors) == 1 and "3.0.0" in errors[0], refused.stderr[-2500:]
 
     client = bench.client()
-    tags = _release_tags(client, origin.repository)
+    tags = release_tags(client, origin.repository)
     assert set(tags) == {"3.0.0", "3.0", "3", "latest", f"sha-{winner.head[:7]}"}, tags
     assert len(set(tags.values())) == 1, f"two digests under one release: {tags}"
     assert f"sha-{loser.head[:7]}" not in tags
@@ -88,13 +71,13 @@ def test_different_content_under_one_version_one_wins_the_other_is_refused(
 def test_the_same_commit_twice_gives_one_digest(bench: Bench, tmp_path: Path) -> None:
     origin = make_repo(tmp_path / "origin", "race/same")
     origin.tag("v4.0.0")
-    left, right = _clone(origin, tmp_path / "left"), _clone(origin, tmp_path / "right")
+    left, right = clone_repo(origin, tmp_path / "left"), clone_repo(origin, tmp_path / "right")
     for side in (left, right):
         shutil.rmtree(side.path / "dist", ignore_errors=True)
     results = _race(bench, left, right)
     codes = [r.returncode for r in results]
     detail = "\n---\n".join(r.stderr[-2500:] for r in results)
     assert 0 in codes and set(codes) <= {0, PUBLISH_REFUSED}, detail
-    tags = _release_tags(bench.client(), origin.repository)
+    tags = release_tags(bench.client(), origin.repository)
     assert set(tags) == {"4.0.0", "4.0", "4", "latest", f"sha-{origin.head[:7]}"}, tags
     assert len(set(tags.values())) == 1, f"two digests under one release: {tags}"

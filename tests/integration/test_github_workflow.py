@@ -24,7 +24,7 @@ import yaml
 
 from pipeline.emit import GITHUB_FILE, github, pins
 from tests.integration.conftest import Bench
-from tests.integration.release_repo import ReleaseRepo, clone_project
+from tests.integration.release_repo import ReleaseRepo, clone_project, release_tags
 
 CONDITIONS = {
     github.IS_PUSH: lambda e: e.name == "push",
@@ -222,15 +222,6 @@ def setup(
     return Runner(bench, repo, ci_python, work), workflow
 
 
-def _tags(bench: Bench, repository: str) -> dict[str, str]:
-    client = bench.client()
-    return {
-        t: client.digest_of(repository, t) or ""
-        for t in client.tags(repository)
-        if not t.endswith((".sig", ".att")) and t != "buildcache"
-    }
-
-
 def test_pull_request_builds_and_scans_and_pushes_nothing(
     bench: Bench, setup: tuple[Runner, dict[str, Any]]
 ) -> None:
@@ -255,7 +246,7 @@ def test_branch_push_then_tag_push_then_rollback(
         {"ref": "refs/heads/main", "repository": {"default_branch": "main"}},
     )
     assert runner.run(workflow, branch) == ["build", "scan", "sign", "publish"]
-    first = _tags(bench, repo.repository)
+    first = release_tags(bench.client(), repo.repository)
     assert set(first) == {"main", f"sha-{repo.head[:7]}"}
     main_digest = first["main"]
 
@@ -269,7 +260,7 @@ def test_branch_push_then_tag_push_then_rollback(
         {"ref": "refs/tags/v4.0.0", "repository": {"default_branch": "main"}},
     )
     assert runner.run(workflow, tag) == ["build", "scan", "sign", "publish", "production"]
-    second = _tags(bench, repo.repository)
+    second = release_tags(bench.client(), repo.repository)
     release = second["4.0.0"]
     assert release != main_digest
     assert {t for t, d in second.items() if d == release} == {
@@ -286,7 +277,7 @@ def test_branch_push_then_tag_push_then_rollback(
     payload = {"inputs": inputs, "ref": "refs/heads/main", "repository": {"default_branch": "main"}}
     rollback = Event("workflow_dispatch", "refs/heads/main", payload, inputs=inputs)
     assert runner.run(workflow, rollback) == ["rollback"]
-    third = _tags(bench, repo.repository)
+    third = release_tags(bench.client(), repo.repository)
     assert third["latest"] == main_digest, "latest rolled back to the earlier verified digest"
     assert third["4.0.0"] == release, "the immutable version tag did not move"
 
@@ -294,4 +285,4 @@ def test_branch_push_then_tag_push_then_rollback(
     refused = Event("workflow_dispatch", "refs/heads/main", {**payload, "inputs": bad}, inputs=bad)
     with pytest.raises(AssertionError, match="immutable tag"):
         runner.run(workflow, refused)
-    assert _tags(bench, repo.repository)["4.0.0"] == release
+    assert release_tags(bench.client(), repo.repository)["4.0.0"] == release

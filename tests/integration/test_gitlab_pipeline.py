@@ -12,19 +12,10 @@ import os
 import subprocess
 from pathlib import Path
 
-from pipeline.adapters.registry import RegistryClient
 from tests.integration.conftest import ROOT, Bench
-from tests.integration.release_repo import clone_project
+from tests.integration.release_repo import clone_project, release_tags
 
 GITLAB_CI_LOCAL = ROOT / "node_modules" / "gitlab-ci-local" / "dist" / "index.js"
-
-
-def _release_tags(client: RegistryClient, repository: str) -> dict[str, str]:
-    return {
-        tag: client.digest_of(repository, tag) or ""
-        for tag in client.tags(repository)
-        if not tag.endswith((".sig", ".att")) and tag != "buildcache"
-    }
 
 
 def test_gitlab_pipeline_releases_like_a_local_run(
@@ -86,7 +77,7 @@ def test_gitlab_pipeline_releases_like_a_local_run(
         assert f"PASS  {job}" in log, log[-3000:]
 
     client = bench.client()
-    published = _release_tags(client, repo.repository)
+    published = release_tags(client, repo.repository)
     expected = json.loads(
         bench.pipeline("tags", "--json", "--spec", repo.spec, cwd=repo.path).stdout
     )["tags"]
@@ -104,7 +95,7 @@ def test_gitlab_pipeline_releases_like_a_local_run(
     )
     assert local.returncode == 0, local.stderr[-4000:]
     plain = bench.plain.client()
-    local_tags = _release_tags(plain, repo.repository)
+    local_tags = release_tags(plain, repo.repository)
     assert set(local_tags) == set(expected)
     ci_index = client.resolve(repo.repository, ci_digest)
     local_index = plain.resolve(repo.repository, local_tags["3.1.0"])

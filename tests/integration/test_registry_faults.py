@@ -24,7 +24,7 @@ from pipeline.retry import Attempt
 from pipeline.sandbox.registry import DOCKER_CERTS_DIR
 from pipeline.spec import RetryPolicy
 from tests.integration.conftest import Bench
-from tests.integration.release_repo import make_repo
+from tests.integration.release_repo import make_repo, release_tags
 from tests.support.faultproxy import Fault, FaultProxy, Request, Schedule, by_agent, tag_put
 
 # The proxy breaks TLS connections on purpose (half a body, then close; abort after forwarding).
@@ -186,15 +186,6 @@ def _release(bench: Bench, repo_path: Path, proxy: FaultProxy) -> subprocess.Com
     return bench.pipeline("release", cwd=repo_path, env=env)
 
 
-def _release_tags(bench: Bench, repository: str) -> dict[str, str]:
-    client = bench.client()  # the registry itself, not the proxy
-    return {
-        t: client.digest_of(repository, t) or ""
-        for t in client.tags(repository)
-        if not t.endswith((".sig", ".att")) and t != "buildcache"
-    }
-
-
 def test_release_survives_twenty_transient_faults(
     bench: Bench, proxy: FaultProxy, tmp_path: Path
 ) -> None:
@@ -218,7 +209,7 @@ def test_release_survives_twenty_transient_faults(
     left = [(f.kind, f.times) for f in proxy.schedule.faults if f.times]
     assert sum(proxy.injected.values()) == 20, f"not injected: {left}; agents: {dict(proxy.agents)}"
     assert "retry 1 in" in result.stderr
-    tags = _release_tags(bench, repo.repository)
+    tags = release_tags(bench.client(), repo.repository)
     assert set(tags) == {"1.0.0", "1.0", "1", "latest", f"sha-{repo.head[:7]}"}
     assert len(set(tags.values())) == 1
     verify = subprocess.run(
@@ -254,14 +245,14 @@ def test_persistent_faults_leave_no_release_tag_and_a_rerun_completes(
         and "gave up after 5 attempts" in errors[0]
         and "re-run to finish" in errors[0]
     )
-    assert _release_tags(bench, repo.repository) == {}, (
+    assert release_tags(bench.client(), repo.repository) == {}, (
         "no release tag at all, so none on an unverified digest"
     )
 
     proxy.schedule.clear()
     again = _release(bench, repo.path, proxy)
     assert again.returncode == 0, again.stderr[-3000:]
-    tags = _release_tags(bench, repo.repository)
+    tags = release_tags(bench.client(), repo.repository)
     assert (
         set(tags) == {"2.0.0", "2.0", "2", "latest", f"sha-{repo.head[:7]}"}
         and len(set(tags.values())) == 1
@@ -285,14 +276,14 @@ def test_promotion_failing_part_way_is_reported_and_a_rerun_finishes(
         proxy.log[-5:]
     )
     assert "FAILED" in failed.stderr and "not written" in failed.stderr
-    partial = _release_tags(bench, repo.repository)
+    partial = release_tags(bench.client(), repo.repository)
     assert set(partial) == {"3.0.0", f"sha-{repo.head[:7]}"}, "immutable tags first"
 
     proxy.schedule.clear()
     again = _release(bench, repo.path, proxy)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "reusing signed" in again.stderr, "the commit's sha tag exists: nothing is rebuilt"
-    tags = _release_tags(bench, repo.repository)
+    tags = release_tags(bench.client(), repo.repository)
     assert set(tags) == {"3.0.0", "3.0", "3", "latest", f"sha-{repo.head[:7]}"}
     assert set(tags.values()) == set(partial.values())
 
