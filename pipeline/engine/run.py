@@ -13,15 +13,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline import paths, ui
 from pipeline import state as state_file
 from pipeline.context import ReleaseContext
-from pipeline.engine.workspace import Workspace, open_workspace
 from pipeline.errors import SpecError
 from pipeline.specload import LoadedSpec, load
 from pipeline.state import State
 from pipeline.tags import TagSet
+
+if TYPE_CHECKING:
+    from pipeline.engine.workspace import Workspace
 
 BUILD_STAGES = frozenset({"build", "release"})
 
@@ -83,6 +86,8 @@ def run_stages(stages: Sequence[str], options: Options) -> State:
             "the working tree has uncommitted changes: a release must be built from a commit "
             "(commit or stash them, or pass --allow-dirty for a throw-away build)"
         )
+    from pipeline.engine.workspace import open_workspace  # the tools: only when stages run
+
     functions = _stage_functions()
     with open_workspace(
         loaded,

@@ -195,10 +195,16 @@ def test_release_survives_twenty_transient_faults(
     trivy_db = lambda r: "/trivy-db/" in r.path and r.method == "GET"  # noqa: E731  (Trivy's DB pull)
     manifests = lambda r: "/manifests/" in r.path  # noqa: E731
     proxy.schedule.faults += [
+        # First in the list, unspaced: a push has only a handful of blob PUTs to break.
+        Fault(
+            "reset",
+            lambda r: client(r) and r.method == "PUT" and "/blobs/" in r.path,
+            times=2,
+            spaced=False,
+        ),
         Fault("503", lambda r: client(r) and r.method == "PUT", times=3),
         Fault("500", lambda r: client(r) and r.method == "HEAD", times=3),
         Fault("429", lambda r: client(r) and r.method == "GET", times=2),
-        Fault("reset", lambda r: client(r) and r.method == "PUT" and "/blobs/" in r.path, times=2),
         Fault("slow", lambda r: client(r) and tag_put(r), times=2, spaced=False),
         Fault("503", lambda r: cosign(r) and manifests(r), times=4),
         Fault("503", trivy_db, times=4, spaced=False),
