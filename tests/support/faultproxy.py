@@ -52,13 +52,18 @@ class Fault:
     persistent: bool = False
     label: str = ""
     spaced: bool = True  # False: eligible on every request, whatever the schedule's spacing
+    # Only every Nth request this fault matches is broken: the retry of a broken request (the
+    # next match) goes through, however many other clients' requests come in between.
+    every: int = 1
+    matched: int = 0
 
     def take(self, request: Request) -> bool:
         if not self.when(request):
             return False
         if self.persistent:
             return True
-        if self.times > 0:
+        self.matched += 1
+        if self.times > 0 and (self.matched - 1) % self.every == 0:
             self.times -= 1
             return True
         return False
