@@ -817,3 +817,20 @@ def _check_ci(spec: Spec) -> None:
         "cosign_public_key_variable",
     ):
         _env_name(getattr(ci, name), f"ci.{name}")
+
+
+# --- command-line values checked against the same rules ----------------------------------------
+
+
+def check_platform_arguments(platforms: Sequence[str], argument: str, *, at_most: int) -> None:
+    """`--platform` values, checked before any tool or registry is touched: each must be a known
+    platform, and a per-platform build job takes one. (Whether the spec builds it is checked when
+    the spec is loaded, by the build stage.)"""
+    for value in platforms:
+        if value not in KNOWN_PLATFORMS:
+            raise _unknown(argument, value, "a platform", KNOWN_PLATFORMS)
+    if len(platforms) > at_most:
+        raise SpecError(
+            f"{argument}: given {len(platforms)} times ({', '.join(platforms)}); "
+            f"a per-platform build job takes exactly one platform"
+        )

@@ -32,12 +32,15 @@ def add_stage_arguments(parser: argparse.ArgumentParser, *, platform: bool = Fal
 
 def run(args: argparse.Namespace, stages: Sequence[str]) -> int:
     from pipeline.engine.run import Options, run_stages
+    from pipeline.validate import check_platform_arguments
 
+    platforms = tuple(getattr(args, "platform", []) or ())
+    check_platform_arguments(platforms, "--platform", at_most=1)  # before any login or build
     options = Options(
         spec=getattr(args, "spec", None),
         registry=args.registry,
         allow_dirty=args.allow_dirty,
-        platforms=tuple(getattr(args, "platform", []) or ()),
+        platforms=platforms,
         dist=args.dist.resolve() if args.dist else None,
     )
     run_stages(stages, options)

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from pipeline import ui
 from pipeline.errors import UsageError
+from pipeline.refs import ImageRef
 
 if TYPE_CHECKING:
     from pipeline.engine.verify import Verified
@@ -35,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     spec = getattr(args, "spec", None)
     if args.ref is not None and not args.ref.strip():
         raise UsageError("REF: an empty image reference (give host/repo:tag or host/repo@sha256:…)")
+    if args.ref is not None:
+        ImageRef.parse(args.ref, argument="REF")  # a malformed REF fails before any login
     refs = [args.ref] if args.ref else state_references(spec=spec, registry=args.registry)
     for ref in refs:
         show(ref, resolve_and_verify(ref, spec=spec, registry=args.registry))

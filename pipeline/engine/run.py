@@ -86,6 +86,11 @@ def run_stages(stages: Sequence[str], options: Options) -> State:
             "the working tree has uncommitted changes: a release must be built from a commit "
             "(commit or stash them, or pass --allow-dirty for a throw-away build)"
         )
+    if options.platforms:  # checked before any login or build, like every other argument
+        from pipeline.engine.build import select_platforms
+
+        for image in loaded.spec.images:
+            select_platforms(image, options.platforms)
     from pipeline.engine.workspace import open_workspace  # the tools: only when stages run
 
     functions = _stage_functions()

@@ -34,7 +34,7 @@ from pipeline.spec import (
     TagPolicy,
 )
 from pipeline.specload import LoadedSpec, load_spec
-from pipeline.validate import check_types, validate
+from pipeline.validate import check_platform_arguments, check_types, validate
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = "FROM scratch AS base\nFROM base AS test\nFROM base AS runtime\n"
@@ -605,3 +605,14 @@ def test_sample_app_spec_has_the_right_types() -> None:
     module = importlib.util.module_from_spec(loader)
     loader.loader.exec_module(module)
     check_types(module.spec)
+
+
+def test_platform_arguments_are_checked_before_anything_runs() -> None:
+    check_platform_arguments(("linux/arm64",), "--platform", at_most=1)
+    with pytest.raises(SpecError) as unknown:
+        check_platform_arguments(("linux/amd65",), "--platform", at_most=1)
+    assert unknown.value.message.startswith("--platform: 'linux/amd65'")
+    assert "linux/amd64" in unknown.value.message
+    with pytest.raises(SpecError) as two:
+        check_platform_arguments(("linux/amd64", "linux/arm64"), "--platform", at_most=1)
+    assert "exactly one platform" in two.value.message
