@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from pipeline import ui
-from pipeline.errors import UsageError
 from pipeline.refs import ImageRef
 
 if TYPE_CHECKING:
@@ -34,11 +33,11 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.engine.promote import resolve_and_verify, state_references
 
     spec = getattr(args, "spec", None)
-    if args.ref is not None and not args.ref.strip():
-        raise UsageError("REF: an empty image reference (give host/repo:tag or host/repo@sha256:…)")
     if args.ref is not None:
-        ImageRef.parse(args.ref, argument="REF")  # a malformed REF fails before any login
-    refs = [args.ref] if args.ref else state_references(spec=spec, registry=args.registry)
+        ImageRef.parse(args.ref, argument="REF")  # a malformed (or empty) REF fails before login
+        refs = [args.ref]
+    else:
+        refs = state_references(spec=spec, registry=args.registry)
     for ref in refs:
         show(ref, resolve_and_verify(ref, spec=spec, registry=args.registry))
     return 0

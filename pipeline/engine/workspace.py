@@ -120,19 +120,17 @@ def _credentials(spec: Spec, host: str, environ: Mapping[str, str]) -> Credentia
     return docker_config_credentials(host, environ)
 
 
-def _check_login(spec: Spec, host: str, credentials: Credentials, ca_file: Path | None) -> None:
+def _check_login(spec: Spec, client: RegistryClient) -> None:
     """Try the credentials with our own client before any tool logs in: a refusal is then one
     clear line naming the variables, not a tool's confusing fallback error."""
-    client = RegistryClient(host, credentials=credentials, ca_file=ca_file, retry=spec.retry)
     try:
         client.check_login()
     except AuthError as exc:
+        who = client.credentials.username if client.credentials else "?"
         raise AuthError(
-            f"registry {host} refused user {credentials.username!r} with the password from "
+            f"registry {client.host} refused user {who!r} with the password from "
             f"{spec.registry.password_env} (registry.password_env): {exc.message}"
         ) from None
-    finally:
-        client.close()
 
 
 def resolves(host: str) -> bool:
@@ -196,6 +194,9 @@ def open_workspace(
             host = provisioned.registry.host
             credentials = provisioned.registry.credentials
             ca_file = provisioned.registry.ca_file
+            client = RegistryClient(
+                host, credentials=credentials, ca_file=ca_file, retry=spec.retry
+            )
             tool_env = provisioned.tool_env()
         else:
             credentials = _credentials(spec, host, env)
@@ -210,6 +211,9 @@ def open_workspace(
                     else "registry.ca_file"
                 )
                 raise SpecError(f"{origin}: CA file {ca_file} does not exist")
+            client = RegistryClient(
+                host, credentials=credentials, ca_file=ca_file, retry=spec.retry
+            )
             tool_env = {}
             if provisioned is not None and provisioned.ca_bundle is not None:
                 tool_env["SSL_CERT_FILE"] = str(provisioned.ca_bundle)
@@ -224,7 +228,7 @@ def open_workspace(
                 # Log in through a private docker config: buildx, cosign and Trivy share it and
                 # the user's own ~/.docker is untouched. It starts as a copy of that config, so
                 # credentials for other registries (a private base image) keep working.
-                _check_login(spec, host, credentials, ca_file)
+                _check_login(spec, client)
                 private = scratch / "docker"
                 _copy_docker_config(env, private)
                 tool_env["DOCKER_CONFIG"] = str(private)
@@ -242,7 +246,7 @@ def open_workspace(
             tagset=tagset,
             registry_host=host,
             runner=runner,
-            client=RegistryClient(host, credentials=credentials, ca_file=ca_file, retry=spec.retry),
+            client=client,
             environ=env,
             scratch=scratch,
             dist=dist,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.adapters.cosign import Cosign
 from pipeline.adapters.registry import RegistryClient
 from pipeline.adapters.runner import Runner
 from pipeline.sandbox.local import Provisioned, provision
@@ -81,6 +82,26 @@ class Bench:
         env.update(extra)
         return env
 
+    def cosign(self, *args: str, timeout: int = 180) -> subprocess.CompletedProcess[str]:
+        """Run cosign against the bench (its CA and login); the caller checks the result."""
+        return subprocess.run(
+            ["cosign", *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def verify_signature(
+        self, ref: str, public_key: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """`cosign verify` of `ref` with the bench key (or `public_key`), JSON on stdout."""
+        key = public_key or self.cosign_pub
+        return self.cosign(
+            "verify", "--key", str(key), "--insecure-ignore-tlog=true", "--output", "json", ref
+        )
+
     def pipeline(
         self,
         *args: str,
@@ -98,6 +119,11 @@ class Bench:
             timeout=timeout,
             check=False,
         )
+
+
+def key_pair(folder: Path, password: str) -> tuple[Path, Path]:
+    """A cosign key pair made now (keys are never committed), through the product's adapter."""
+    return Cosign(Runner(echo=False)).generate_key_pair(folder, password)
 
 
 def _require_tools() -> None:
@@ -126,22 +152,14 @@ def bench(tmp_path_factory: pytest.TempPathFactory, runner: Runner) -> Iterator[
         provisioned = provision(registry, folder, runner, base=True, trivy_db=True)
         password = secrets.token_urlsafe(16)
         register(password)
-        keys = folder / "cosign"
-        keys.mkdir()
-        subprocess.run(
-            ["cosign", "generate-key-pair"],
-            cwd=keys,
-            env={**os.environ, "COSIGN_PASSWORD": password},
-            check=True,
-            capture_output=True,
-        )
+        key, pub = key_pair(folder / "cosign", password)
         yield Bench(
             folder=folder,
             registry=registry,
             plain=plain,
             provisioned=provisioned,
-            cosign_key=keys / "cosign.key",
-            cosign_pub=keys / "cosign.pub",
+            cosign_key=key,
+            cosign_pub=pub,
             cosign_password=password,
         )
     finally:

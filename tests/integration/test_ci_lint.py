@@ -8,36 +8,23 @@ import json
 import subprocess
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pipeline.adapters.runner import Runner
 from pipeline.emit import GITHUB_FILE, GITLAB_FILE, github, gitlab
 from pipeline.emit.yamldump import dump
-from pipeline.spec import CIOptions, KeylessIdentity, Registry, SignPolicy
 from pipeline.specload import load_spec
+from tests.support.spec_variants import KEYLESS_GHCR, NATIVE
 
 ROOT = Path(__file__).resolve().parents[2]
 PATH = Runner().env["PATH"]  # the runner's rule: this interpreter's bin/ first (zizmor)
 
-VARIANTS = {
+VARIANTS: dict[str, dict[str, Any] | None] = {
     "committed": None,
-    "keyless-ghcr": {
-        "registry": Registry(host="ghcr.io"),
-        "sign": SignPolicy(
-            keyless=KeylessIdentity(
-                issuer="https://token.actions.githubusercontent.com",
-                subject_regexp="^https://github.com/acme/",
-            ),
-            transparency_log=True,
-        ),
-    },
-    "native-runners": {
-        "ci": CIOptions(
-            github_runners={"linux/amd64": "ubuntu-24.04", "linux/arm64": "ubuntu-24.04-arm"},
-            gitlab_runner_tags={"linux/amd64": ("amd64",), "linux/arm64": ("arm64",)},
-        )
-    },
+    "keyless-ghcr": KEYLESS_GHCR,
+    "native-runners": NATIVE,
 }
 
 
@@ -46,9 +33,10 @@ def files(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, Path]:
     name = request.param
-    if VARIANTS[name] is None:
+    changes = VARIANTS[name]
+    if changes is None:
         return ROOT / GITHUB_FILE, ROOT / GITLAB_FILE
-    spec = replace(load_spec(ROOT / "sample-app" / "release.py").spec, **VARIANTS[name])
+    spec = replace(load_spec(ROOT / "sample-app" / "release.py").spec, **changes)
     folder = tmp_path_factory.mktemp(name)
     header = f"generated variant {name}"
     gh, gl = folder / "release.yml", folder / "gitlab-ci.yml"

@@ -110,19 +110,5 @@ def test_gitlab_pipeline_releases_like_a_local_run(
         f"{bench.registry.host}/{repo.repository}:3.1.0",
         f"{bench.plain.host}/{repo.repository}:3.1.0",
     ):
-        verify = subprocess.run(
-            [
-                "cosign",
-                "verify",
-                "--key",
-                str(bench.cosign_pub),
-                "--insecure-ignore-tlog=true",
-                ref,
-            ],
-            env=bench.env(),
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
+        verify = bench.verify_signature(ref)
         assert verify.returncode == 0, verify.stderr

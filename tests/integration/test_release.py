@@ -13,21 +13,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.adapters.registry import RegistryClient
-from tests.integration.conftest import Bench
+from tests.integration.conftest import Bench, key_pair
 from tests.integration.release_repo import ReleaseRepo, make_repo
 
 RELEASE_TAGS = {"1.2.3", "1.2", "1", "latest"}
-
-
-def _cosign(bench: Bench, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["cosign", *args],
-        env=bench.env(),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
 
 
 def _release(
@@ -100,9 +89,7 @@ def test_signature_verifies_with_the_public_key_and_not_another(
 ) -> None:
     repo, _ = released
     ref = f"{bench.registry.host}/{repo.repository}:1.2.3"
-    ok = _cosign(
-        bench, "verify", "--key", str(bench.cosign_pub), "--insecure-ignore-tlog=true", ref
-    )
+    ok = bench.verify_signature(ref)
     assert ok.returncode == 0, ok.stderr
     payload = json.loads(ok.stdout)[0]
     assert (
@@ -110,16 +97,8 @@ def test_signature_verifies_with_the_public_key_and_not_another(
         == repo.report()["images"][0]["index_digest"]
     )
     assert payload["optional"]["org.opencontainers.image.version"] == "1.2.3"
-    subprocess.run(
-        ["cosign", "generate-key-pair"],
-        cwd=tmp_path,
-        env={**bench.env(), "COSIGN_PASSWORD": "other-pass"},
-        check=True,
-        capture_output=True,
-    )
-    wrong = _cosign(
-        bench, "verify", "--key", str(tmp_path / "cosign.pub"), "--insecure-ignore-tlog=true", ref
-    )
+    _, other = key_pair(tmp_path, "other-pass")
+    wrong = bench.verify_signature(ref, other)
     assert wrong.returncode != 0
 
 
@@ -134,8 +113,7 @@ def test_sbom_and_vulnerability_attestations_are_retrievable(
             ("cyclonedx", "https://cyclonedx.org/bom"),
             ("vuln", "https://cosign.sigstore.dev/attestation/vuln/v1"),
         ):
-            out = _cosign(
-                bench,
+            out = bench.cosign(
                 "verify-attestation",
                 "--key",
                 str(bench.cosign_pub),

@@ -22,7 +22,7 @@ import pytest
 from pipeline.adapters.runner import Runner
 from pipeline.sandbox.local import provision
 from pipeline.sandbox.registry import start_registry, untrust_in_docker
-from tests.integration.conftest import Bench
+from tests.integration.conftest import Bench, key_pair
 from tests.integration.release_repo import make_repo
 
 
@@ -67,22 +67,14 @@ def canary_bench(
     )
     try:
         provisioned = provision(registry, folder, runner)
-        keys = folder / "cosign"
-        keys.mkdir()
-        subprocess.run(
-            ["cosign", "generate-key-pair"],
-            cwd=keys,
-            env={**bench.env(), "COSIGN_PASSWORD": canaries.cosign_password},
-            check=True,
-            capture_output=True,
-        )
+        key, pub = key_pair(folder / "cosign", canaries.cosign_password)
         yield Bench(
             folder=folder,
             registry=registry,
             plain=bench.plain,
             provisioned=provisioned,
-            cosign_key=keys / "cosign.key",
-            cosign_pub=keys / "cosign.pub",
+            cosign_key=key,
+            cosign_pub=pub,
             cosign_password=canaries.cosign_password,
         )
     finally:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.adapters.registry import Manifest, RegistryClient
-from tests.integration.conftest import Bench
+from tests.integration.conftest import Bench, key_pair
 from tests.integration.release_repo import ReleaseRepo, make_repo
 
 VERIFY_FAILED = 10
@@ -28,17 +28,6 @@ class Released:
     first: str  # index digest released as 1.0.0
     second: str  # index digest released as 1.1.0
     unsigned: str  # an image pushed into the same repository by someone else, never signed
-
-
-def _cosign(bench: Bench, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["cosign", *args],
-        env=bench.env(),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -137,19 +126,13 @@ def test_a_version_tag_repointed_to_another_signed_release_fails(
 
 
 def test_a_wrong_public_key_fails(bench: Bench, released: Released, tmp_path: Path) -> None:
-    subprocess.run(
-        ["cosign", "generate-key-pair"],
-        cwd=tmp_path,
-        env={**bench.env(), "COSIGN_PASSWORD": "another-password"},
-        check=True,
-        capture_output=True,
-    )
+    _, other = key_pair(tmp_path, "another-password")
     line = _one_error(
         _verify(
             bench,
             released.repo,
             f"{bench.registry.host}/{released.repo.repository}:1.1.0",
-            COSIGN_PUBLIC_KEY=str(tmp_path / "cosign.pub"),
+            COSIGN_PUBLIC_KEY=str(other),
         )
     )
     assert "signature" in line.lower(), line
@@ -160,8 +143,8 @@ def test_a_signed_image_without_attestations_fails(bench: Bench, released: Relea
     target = f"{bench.registry.host}/verify/signed-only"
     _copy_image(bench.client(), bench.base_image, "verify/signed-only", "1")
     ref = f"{target}@{released.unsigned}"
-    signed = _cosign(
-        bench, "sign", "--yes", "--key", str(bench.cosign_key), "--tlog-upload=false", ref
+    signed = bench.cosign(
+        "sign", "--yes", "--key", str(bench.cosign_key), "--tlog-upload=false", ref
     )
     assert signed.returncode == 0, signed.stderr
     line = _one_error(_verify(bench, released.repo, ref))

@@ -13,8 +13,9 @@ import pytest
 import yaml
 
 from pipeline.emit import GITHUB_FILE, GITLAB_FILE, generate, github, gitlab, pins
-from pipeline.spec import CIOptions, KeylessIdentity, Registry, SignPolicy, Spec
+from pipeline.spec import Spec
 from pipeline.specload import LoadedSpec, load_spec
+from tests.support.spec_variants import KEYLESS_GHCR, NATIVE
 
 ROOT = Path(__file__).resolve().parents[2]
 SHA = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
@@ -35,24 +36,6 @@ def _gh(spec: Spec) -> dict[str, Any]:
 
 def _gl(spec: Spec) -> dict[str, Any]:
     return gitlab.pipeline(spec, "sample-app/release.py").to_data()
-
-
-KEYLESS_GHCR = {
-    "registry": Registry(host="ghcr.io"),
-    "sign": SignPolicy(
-        keyless=KeylessIdentity(
-            issuer="https://token.actions.githubusercontent.com",
-            subject_regexp="^https://github.com/acme/",
-        ),
-        transparency_log=True,
-    ),
-}
-NATIVE = {
-    "ci": CIOptions(
-        github_runners={"linux/amd64": "ubuntu-24.04", "linux/arm64": "ubuntu-24.04-arm"},
-        gitlab_runner_tags={"linux/amd64": ("amd64",), "linux/arm64": ("arm64",)},
-    )
-}
 
 
 def _steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
