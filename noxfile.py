@@ -23,9 +23,8 @@ nox.options.sessions = ["lint", "tests"]
 nox.options.error_on_missing_interpreters = True
 
 sys.path.insert(0, str(ROOT))
-from pipeline.specload import find_spec_path  # noqa: E402  (stdlib-only: safe before any venv)
+from pipeline.stages import STAGES  # noqa: E402  (standard library only: safe before any venv)
 
-SPEC = find_spec_path(None, ROOT)  # the spec every stage session runs with (override: --spec)
 PYTHON = "3.11"
 
 
@@ -67,10 +66,8 @@ def _stage(session: nox.Session, verb: str) -> None:
     if verb == "release" and not os.environ.get("CI"):
         # The main job does its own set-up on a laptop; CI jobs set their runners up themselves.
         session.run("python", "-m", "pipeline", "toolchain", "--for", "local", "--root", str(ROOT))
-    args = list(session.posargs)
-    if "--spec" not in args:
-        args = ["--spec", str(SPEC), *args]
-    session.run("python", "-m", "pipeline", verb, *args)
+    # The spec is found as everywhere: [tool.pipeline] spec in pyproject.toml (or --spec).
+    session.run("python", "-m", "pipeline", verb, *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False)
@@ -130,18 +127,7 @@ def _make_stage(verb: str, doc: str) -> None:
     nox.session(python=PYTHON, name=verb, default=False)(stage)
 
 
-for _verb, _doc in {
-    "plan": "Dry run: print what would be built, tagged, scanned and signed.",
-    "tags": "Print the tags the current context would publish (`-- --json` for details).",
-    "preflight": "Check Dockerfiles and build contexts against the preflight policy.",
-    "build": "Multi-platform build pushed by digest only (`-- --platform P` for one platform).",
-    "merge": "Join per-platform builds from separate jobs into one OCI index.",
-    "scan": "Trivy scan of every platform image by digest; fails on the spec's severities.",
-    "sign": "cosign sign the index digest; attach SBOM and vulnerability attestations.",
-    "publish": "Point the computed tags at the scanned and signed digest.",
-    "release": "The main job: the whole release in one process (preflight, build, scan, sign, "
-    "publish); on a laptop it first sets up the toolchain and the built-in registry.",
-    "verify": "Verify signature, attestations and attested scan of `-- REF`.",
-    "promote": "Verify a digest, then point a floating tag at it (`-- --tag T [--digest D]`).",
-}.items():
-    _make_stage(_verb, _doc)
+for _entry in STAGES:
+    _make_stage(_entry.name, _entry.summary[0].upper() + _entry.summary[1:] + ".")
+_make_stage("plan", "Dry run: print what would be built, tagged, scanned and signed.")
+_make_stage("tags", "Print the tags the current context would publish (`-- --json` for details).")

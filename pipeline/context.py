@@ -14,7 +14,7 @@ sets them, and the facts of the local git checkout (`GitFacts`, read by `pipelin
 
 In every context the known release versions come from the repository's release tags; they decide
 which floating tags move. The commit time is the commit's, never the wall clock.
-`load_context(loaded, environ)` wires in the real event file and git reader.
+`pipeline.engine.loading.load_context` wires in the real event file and git reader.
 """
 
 from __future__ import annotations
@@ -24,14 +24,10 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pipeline.errors import SpecError
-from pipeline.tags import release_version, release_versions
-
-if TYPE_CHECKING:
-    from pipeline.specload import LoadedSpec
+from pipeline.versions import release_version, release_versions
 
 System = Literal["github", "gitlab", "local"]
 EventKind = Literal["tag", "branch", "pull_request", "dispatch", "local"]
@@ -383,28 +379,5 @@ def _local(git: GitFacts | None, release_tag: str, fallback_default: str) -> Rel
     )
 
 
-def _read_text(path: str) -> str:
-    return Path(path).read_text(encoding="utf-8")
-
-
 def in_ci(environ: Mapping[str, str]) -> bool:
     return environ.get("GITHUB_ACTIONS") == "true" or environ.get("GITLAB_CI") == "true"
-
-
-def load_context(loaded: LoadedSpec, environ: Mapping[str, str]) -> ReleaseContext:
-    """The context of this run: the real event file and the checkout holding the spec file."""
-    from pipeline.adapters.git import read_git_facts
-
-    try:
-        facts: GitFacts | None = read_git_facts(loaded.base_dir)
-    except SpecError:
-        if not in_ci(environ):
-            raise
-        facts = None  # CI variables name the commit; the checkout only adds releases and time
-    return detect(
-        environ,
-        read_event=_read_text,
-        git=facts,
-        release_tag=loaded.spec.tags.release_tag,
-        default_branch=loaded.spec.ci.default_branch,
-    )

@@ -55,7 +55,7 @@ class CommandError(PipelineError):
         self.returncode = returncode
         self.stdout = stdout
         self.stderr = stderr
-        tail = _last_line(stderr) or _last_line(stdout)
+        tail = last_line(stderr) or last_line(stdout)
         text = message or f"`{self.argv[0]} {' '.join(self.argv[1:3])}` exited {returncode}"
         if tail:
             text += f": {tail}"
@@ -104,14 +104,38 @@ class StaleFiles(PipelineError):
     exit_code = 11
 
 
+class StateError(PipelineError):
+    """`dist/state.json` is missing, unreadable or written for another commit: a stage ran before
+    the stage it needs (run that one first, or remove dist/)."""
+
+    exit_code = 12
+
+
+class GitError(PipelineError):
+    """The git checkout cannot give a release: not a repository, no commit yet, uncommitted
+    changes, or git itself failing."""
+
+    exit_code = 13
+
+
+class InternalError(PipelineError):
+    """An unexpected failure (a bug, or a tool or service answering what nobody expected). The CLI
+    prints one redacted line naming the operation; the traceback goes to a log file."""
+
+    exit_code = 70
+
+
 class Interrupted(PipelineError):
     """Ctrl-C: stopped before promotion, so no release tag was written."""
 
     exit_code = 130
 
 
-def _last_line(text: str) -> str:
-    for line in reversed(text.strip().splitlines()):
+def last_line(text: str | bytes | None, limit: int = 400) -> str:
+    """The last non-empty line of a tool's output, stripped and cut: what an error quotes."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    for line in reversed((text or "").strip().splitlines()):
         if line.strip():
-            return line.strip()[:400]
+            return line.strip()[:limit]
     return ""

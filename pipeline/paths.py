@@ -1,11 +1,13 @@
-"""Where every stage reads and writes its files, relative to the working directory.
+"""Where every stage reads and writes its files, relative to the project root.
 
-The engine writes them, generated CI uploads and downloads them as artifacts: one definition.
+The project root is the git repository that holds the spec (or the spec's folder outside git):
+`dist/` is written there whichever folder a command runs from. The engine writes these files,
+generated CI uploads and downloads them as artifacts: one definition.
 """
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 DIST = PurePosixPath("dist")
 STATE = DIST / "state.json"  # what build/scan/sign hand to the next stage
@@ -14,7 +16,6 @@ SCAN_DIR = DIST / "scan"  # <image>/<os>-<arch>.{json,sarif,cdx.json}
 REPORT = DIST / "release.json"
 DOTENV = DIST / "release.env"  # GitLab dotenv report: digest and tags for later jobs
 GITLAB_SCANNING_REPORT = DIST / "gl-container-scanning-report.json"
-SARIF_GLOB = "dist/scan/**/*.sarif"
 
 
 def platform_slug(platform: str) -> str:
@@ -24,3 +25,12 @@ def platform_slug(platform: str) -> str:
 
 def platform_state(platform: str) -> PurePosixPath:
     return PLATFORM_STATES / f"{platform_slug(platform)}.json"
+
+
+def project_root(start: Path) -> Path:
+    """The top of the git repository holding `start` (a `.git` folder or file), else `start`."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / ".git").exists():
+            return folder
+    return start

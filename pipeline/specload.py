@@ -1,5 +1,4 @@
-"""Find and import the release spec file. Standard library only: the noxfile imports this before
-any environment exists.
+"""Find and import the release spec file, then validate it.
 
 Search order: `--spec PATH`, then `$PIPELINE_SPEC`, then `[tool.pipeline] spec` in the nearest
 pyproject.toml (from the working directory up), then `release.py` in the working directory.
@@ -18,12 +17,11 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from pipeline import spec as spec_module
 from pipeline.errors import SpecError
-
-if TYPE_CHECKING:
-    from pipeline.spec import Spec
+from pipeline.spec import Spec
+from pipeline.validate import validate
 
 DEFAULT_FILE = "release.py"
 ENV_VAR = "PIPELINE_SPEC"
@@ -76,9 +74,6 @@ _MISSING_KW = re.compile(r"(\w+)\.__init__\(\) missing \d+ required keyword-only
 
 def load_spec(path: Path) -> LoadedSpec:
     """Import the spec file; any mistake becomes one SpecError line naming file, line and field."""
-    from pipeline import spec as spec_module
-    from pipeline.validate import validate
-
     module_name = f"_pipeline_spec_{abs(hash(str(path)))}"
     loader_spec = importlib.util.spec_from_file_location(module_name, path)
     if loader_spec is None or loader_spec.loader is None:
@@ -96,11 +91,11 @@ def load_spec(path: Path) -> LoadedSpec:
     finally:
         sys.modules.pop(module_name, None)
     value = getattr(module, "spec", None)
-    if not isinstance(value, spec_module.Spec):
+    if not isinstance(value, Spec):
         found = type(value).__name__ if value is not None else "nothing"
         raise SpecError(f"{path}: must assign a pipeline.spec.Spec to `spec` (found {found})")
     loaded = LoadedSpec(spec=value, path=path.resolve(), base_dir=path.resolve().parent)
-    validate(loaded)
+    validate(loaded.spec, loaded.base_dir)
     return loaded
 
 

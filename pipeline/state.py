@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import SpecError
+from pipeline.errors import SpecError, StateError
 
 SCHEMA = 1
 
@@ -83,10 +83,10 @@ class State:
             data = json.loads(text)
             images = {name: _image(value) for name, value in (data.pop("images", {}) or {}).items()}
             if data.get("schema") != SCHEMA:
-                raise SpecError(f"{origin}: state schema {data.get('schema')} is not {SCHEMA}")
+                raise StateError(f"{origin}: state schema {data.get('schema')} is not {SCHEMA}")
             return cls(images=images, **data)
         except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
-            raise SpecError(f"{origin}: not a pipeline state file ({exc})") from None
+            raise StateError(f"{origin}: not a pipeline state file ({exc})") from None
 
 
 def _image(data: dict[str, Any]) -> ImageState:
@@ -101,10 +101,10 @@ def _image(data: dict[str, Any]) -> ImageState:
 
 def load(path: Path, *, commit: str | None = None) -> State:
     if not path.is_file():
-        raise SpecError(f"{path}: no state file; run the earlier stage (build) first")
+        raise StateError(f"{path}: no state file; run the earlier stage (build) first")
     state = State.from_json(path.read_text(), origin=str(path))
     if commit and state.commit != commit:
-        raise SpecError(
+        raise StateError(
             f"{path}: written for commit {state.commit[:12]}, but this is {commit[:12]}; "
             "remove dist/ or run the stages for this commit"
         )

@@ -26,7 +26,7 @@ Output order is the rule order, `latest` just before the first sha tag; duplicat
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -41,13 +41,12 @@ from pipeline.spec import (
     TagPolicy,
     TagRule,
 )
+from pipeline.versions import PLACEHOLDER, fill, parse_version, release_version
 
 if TYPE_CHECKING:
     from pipeline.context import ReleaseContext
 
 MAX_TAG_LENGTH = 128
-PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]+)\s*\}\}")
-PLACEHOLDERS = ("version", "major", "minor", "patch", "raw")
 _TAG_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
@@ -82,45 +81,7 @@ class TagSet:
         return tuple(t.name for t in self.tags)
 
 
-# --- release versions --------------------------------------------------------------------------
-
-
-def parse_version(text: str) -> semver.Version | None:
-    try:
-        return semver.Version.parse(text)
-    except (ValueError, TypeError):
-        return None
-
-
-def release_version(tag: str, pattern: str) -> semver.Version | None:
-    """The semver version a git tag names under `pattern` (`v{{version}}`), or None.
-
-    A bare `X.Y.Z` tag is accepted whatever the pattern's prefix and suffix.
-    """
-    match = PLACEHOLDER.search(pattern)
-    if match is None or match.group(1) != "version":
-        return None
-    prefix, suffix = pattern[: match.start()], pattern[match.end() :]
-    candidates = []
-    if tag.startswith(prefix) and tag.endswith(suffix) and len(tag) > len(prefix) + len(suffix):
-        candidates.append(tag[len(prefix) : len(tag) - len(suffix)])
-    candidates.append(tag)
-    for candidate in candidates:
-        version = parse_version(candidate)
-        if version is not None:
-            return version
-    return None
-
-
-def release_versions(tags: Iterable[str], pattern: str) -> tuple[str, ...]:
-    """Distinct release versions among git tag names, lowest first (semver order)."""
-    found: dict[str, semver.Version] = {}
-    for name in tags:
-        version = release_version(name, pattern)
-        if version is not None:
-            found.setdefault(str(version), version)
-    ordered = sorted(found.values(), key=lambda v: (v, str(v)))
-    return tuple(str(v) for v in ordered)
+# --- names ------------------------------------------------------------------------------------
 
 
 def sanitize(name: str, max_length: int = MAX_TAG_LENGTH) -> str:
@@ -276,7 +237,7 @@ def _semver(pattern: str, release: _Release | None) -> list[tuple[str, bool]]:
         "patch": str(v.patch),
         "raw": sanitize(release.raw),
     }
-    name = PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), pattern)
+    name = fill(pattern, values)
     return [(name, full)]
 
 

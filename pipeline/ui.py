@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from pipeline import operation
 from pipeline.secrets import redact
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -60,6 +61,6 @@ def emit_stdout(text: str) -> None:
 def progress(label: str) -> Iterator[None]:
     """A spinner with elapsed time for one long step; prints the duration when it ends."""
     start = time.monotonic()
-    with console.status(f"{escape(redact(label))} …", spinner="dots"):
+    with operation.doing(label), console.status(f"{escape(redact(label))} …", spinner="dots"):
         yield
     console.print(f"[green]✓[/] {escape(redact(label))} [dim]({time.monotonic() - start:.1f}s)[/]")

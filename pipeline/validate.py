@@ -15,16 +15,12 @@ spec file runs, and `pipeline.specload` turns that into the same kind of line.
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import re
-import types
-import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
 from pipeline import refs
+from pipeline.checker import Checker, Text, close_match, fail, unknown
 from pipeline.errors import SpecError
 from pipeline.spec import (
     ATTESTATIONS,
@@ -41,12 +37,8 @@ from pipeline.spec import (
     Spec,
     TagPolicy,
 )
+from pipeline.versions import PLACEHOLDER, PLACEHOLDERS
 
-if TYPE_CHECKING:
-    from pipeline.specload import LoadedSpec
-
-PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]*)\s*\}\}")
-PLACEHOLDERS = ("version", "major", "minor", "patch", "raw")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 IMAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 SECRET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -63,252 +55,42 @@ STAGE = re.compile(
 MAX_AFFIX = 64
 IMMUTABLE_LOOKING = re.compile(r"v?\d+\.\d+\.\d+([-+].*)?|sha-[0-9a-f]{4,40}")
 
-# Friendly names for the Literal types of the spec (keyed by their values).
-_LITERAL_NOUNS: dict[frozenset[object], str] = {
-    frozenset({"error", "warning", "off"}): "a level",
-    frozenset({"push", "tag", "pull_request", "dispatch"}): "a trigger",
-    frozenset({"short", "long"}): "a SHA format",
-    frozenset({"always", "default_branch", "release"}): "an enable condition",
-    frozenset({"auto", "true", "false"}): "a latest setting",
-}
-
-
-class _Text:
-    """A suggestion shown as-is (not quoted): `did you mean format='short'?`."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __repr__(self) -> str:
-        return self.text
-
-
-def _hint(close: object) -> str:
-    if close is None:
-        return ""
-    if isinstance(close, str):
-        return f"; did you mean '{close}'?"
-    return f"; did you mean {_short(close)}?"
-
-
-def _short(value: object) -> str:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return f"{type(value).__name__}(...)"
-    if isinstance(value, tuple) and any(dataclasses.is_dataclass(v) for v in value):
-        inner = ", ".join(_short(v) for v in value)
-        return f"({inner},)" if len(value) == 1 else f"({inner})"
-    text = repr(value)
-    return text if len(text) <= 120 else text[:117] + "..."
-
-
-def fail(path: str, value: object, what: str, close: object = None) -> SpecError:
-    """`<path>: <value> is not <what>[; did you mean '<close>'?]`."""
-    return SpecError(f"{path}: {_short(value)} is not {what}{_hint(close)}")
-
-
-def close_match(value: object, choices: Iterable[str]) -> str | None:
-    if not isinstance(value, str):
-        return None
-    options = list(choices)
-    for option in options:
-        if option.lower() == value.lower().strip():
-            return option
-    found = difflib.get_close_matches(value, options, n=1, cutoff=0.6)
-    return found[0] if found else None
-
-
-def _unknown(path: str, value: object, noun: str, choices: Sequence[str]) -> SpecError:
-    close = close_match(value, choices)
-    if close is not None:
-        return fail(path, value, noun, close)
-    return fail(path, value, f"{noun} ({', '.join(choices)})")
-
-
-# --- pass 1: types -----------------------------------------------------------------------------
-
-
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    if cls not in _HINTS:
-        _HINTS[cls] = typing.get_type_hints(cls)
-    return _HINTS[cls]
-
-
-def _article(word: str) -> str:
-    return f"an {word}" if word[:1].lower() in "aeiou" else f"a {word}"
-
-
-_SCALARS: dict[Any, str] = {
-    str: "a string",
-    bool: "True or False",
-    int: "an integer",
-    float: "a number",
-}
-
-
-def _rules_text(options: Sequence[Any]) -> str:
-    return "tag rules (" + ", ".join(f"{a.__name__}(...)" for a in options) + ")"
-
-
-def _describe(hint: Any) -> str:
-    origin, args = get_origin(hint), get_args(hint)
-    if hint in _SCALARS:
-        text = _SCALARS[hint]
-    elif origin is Literal:
-        noun = _LITERAL_NOUNS.get(frozenset(args))
-        listed = ", ".join(repr(a) for a in args)
-        text = f"{noun} ({listed})" if noun else f"one of {listed}"
-    elif origin in (Union, types.UnionType):
-        options = [a for a in args if a is not type(None)]
-        if len(options) > 1 and all(dataclasses.is_dataclass(a) for a in options):
-            text = "one of the " + _rules_text(options)
-        else:
-            text = " or ".join(_describe(a) for a in options)
-        text += " or None" if len(options) < len(args) else ""
-    elif origin is tuple:
-        text = f"a tuple of {_plural(args[0])}"
-    elif origin is Mapping:
-        text = f"a mapping of {_plural(args[0])} to {_plural(args[1])}"
-    elif isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        text = _article(f"{hint.__name__}(...)")
-    else:
-        text = str(hint)
-    return text
-
-
-def _plural(hint: Any) -> str:
-    origin, args = get_origin(hint), get_args(hint)
-    if hint is str:
-        return "strings"
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return f"{hint.__name__}(...) values"
-    if origin in (Union, types.UnionType) and all(dataclasses.is_dataclass(a) for a in args):
-        return _rules_text(args)
-    if origin is Literal:
-        return "values among " + ", ".join(repr(a) for a in args)
-    if origin is tuple:
-        return f"tuples of {_plural(args[0])}"
-    return _describe(hint)
-
-
-def _check_literal(value: Any, args: tuple[Any, ...], path: str) -> None:
-    if isinstance(value, str) and value in args:
-        return
-    choices = [str(a) for a in args]
-    noun = _LITERAL_NOUNS.get(frozenset(args))
-    if isinstance(value, bool) and str(value).lower() in choices:
-        raise fail(path, value, noun or "one of " + ", ".join(choices), str(value).lower())
-    if noun:
-        raise _unknown(path, value, noun, choices)
-    raise fail(path, value, "one of " + ", ".join(map(repr, args)), close_match(value, choices))
-
-
-def _check_union(value: Any, hint: Any, args: tuple[Any, ...], path: str) -> None:
-    options = [a for a in args if a is not type(None)]
-    if value is None and len(options) < len(args):
-        return
-    if len(options) == 1 and value is not None:
-        option = options[0]
-        is_class = isinstance(option, type) and dataclasses.is_dataclass(option)
-        if is_class and not isinstance(value, option):
-            raise fail(path, value, _describe(hint))
-        _check_type(value, option, path)
-        return
-    for option in options:
-        if isinstance(option, type) and isinstance(value, option):
-            _check_type(value, option, path)
-            return
-    raise fail(path, value, _describe(hint))
-
-
-def _check_tuple(value: Any, hint: Any, args: tuple[Any, ...], path: str) -> None:
-    if not isinstance(value, tuple):
-        close: object = None
-        if isinstance(value, list):
-            close = tuple(value)
-        elif not isinstance(value, (Mapping, set, frozenset)):
-            close = (value,)
-        raise fail(path, value, _describe(hint), close)
-    for index, item in enumerate(value):
-        _check_type(item, args[0], f"{path}[{index}]")
-
-
-def _check_mapping(value: Any, hint: Any, args: tuple[Any, ...], path: str) -> None:
-    if not isinstance(value, Mapping):
-        raise fail(path, value, _describe(hint))
-    for key, item in value.items():
-        _check_type(key, args[0], f"{path}[{_short(key)}]")
-        _check_type(item, args[1], f"{path}[{_short(key)}]")
-
-
-def _check_scalar(value: Any, hint: Any, path: str) -> None:
-    close: object = None
-    if hint is bool:
-        if isinstance(value, bool):
-            return
-        close = {"true": True, "false": False}.get(str(value).lower())
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return
-        close = int(value) if isinstance(value, str) and value.strip().isdigit() else None
-    elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return
-    elif isinstance(value, str):
-        return
-    elif isinstance(value, (int, float)):
-        close = str(value)
-    raise fail(path, value, _SCALARS[hint], close)
-
-
-def _check_type(value: Any, hint: Any, path: str) -> None:
-    origin, args = get_origin(hint), get_args(hint)
-    if origin is Literal:
-        _check_literal(value, args, path)
-    elif origin in (Union, types.UnionType):
-        _check_union(value, hint, args, path)
-    elif origin is tuple:
-        _check_tuple(value, hint, args, path)
-    elif origin is Mapping:
-        _check_mapping(value, hint, args, path)
-    elif hint in _SCALARS:
-        _check_scalar(value, hint, path)
-    elif isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        if not isinstance(value, hint):
-            raise fail(path, value, _describe(hint))
-        _check_fields(value, path)
-    elif hint is not Any:
-        raise AssertionError(f"validate: no type check for {hint!r} at {path}")
-
-
-def _check_fields(obj: Any, path: str) -> None:
-    for name, hint in _hints(type(obj)).items():
-        _check_type(getattr(obj, name), hint, f"{path}.{name}" if path else name)
+# Pass 1, the types, with friendly names for the spec's Literal types (keyed by their values).
+TYPES = Checker(
+    literal_nouns={
+        frozenset({"error", "warning", "off"}): "a level",
+        frozenset({"push", "tag", "pull_request", "dispatch"}): "a trigger",
+        frozenset({"short", "long"}): "a SHA format",
+        frozenset({"always", "default_branch", "release"}): "an enable condition",
+        frozenset({"auto", "true", "false"}): "a latest setting",
+    },
+    union_noun="tag rules",
+)
 
 
 def check_types(spec: Spec) -> None:
     """Pass 1 alone: every field has the type its annotation names."""
     if not isinstance(spec, Spec):
         raise fail("spec", spec, "a Spec(...)")
-    _check_fields(spec, "")
+    TYPES.check_fields(spec)
 
 
 # --- pass 2: values and combinations -----------------------------------------------------------
 
 
-def validate(loaded: LoadedSpec) -> None:
-    """Raise SpecError (one line) for the first problem in the spec; return None when it is fine."""
-    spec = loaded.spec
+def validate(spec: Spec, base_dir: Path) -> None:
+    """Raise SpecError (one line) for the first problem in the spec; return None when it is fine.
+
+    `base_dir` is the spec file's folder: build contexts and the ignore file are relative to it.
+    """
     check_types(spec)
     _check_project(spec)
     for index, image in enumerate(spec.images):
-        _check_image(image, f"images[{index}]", loaded.base_dir)
+        _check_image(image, f"images[{index}]", base_dir)
     _check_unique(spec.images)
     _check_registry(spec)
     _check_tags(spec.tags)
-    _check_scan(spec, loaded.base_dir)
+    _check_scan(spec, base_dir)
     _check_sign(spec)
     _check_publish(spec)
     _check_retry(spec)
@@ -374,7 +156,7 @@ def _check_image(image: Image, path: str, base: Path) -> None:
         )
     for index, platform in enumerate(image.platforms):
         if platform not in KNOWN_PLATFORMS:
-            raise _unknown(f"{path}.platforms[{index}]", platform, "a platform", KNOWN_PLATFORMS)
+            raise unknown(f"{path}.platforms[{index}]", platform, "a platform", KNOWN_PLATFORMS)
     _duplicates(image.platforms, f"{path}.platforms", "it is")
     for name in ("target", "test_target"):
         value = getattr(image, name)
@@ -536,7 +318,7 @@ def _check_tags(policy: TagPolicy) -> None:
             "tags.rules",
             policy.rules,
             "a non-empty tuple of tag rules",
-            _Text("None (the default)"),
+            Text("None (the default)"),
         )
     for index, rule in enumerate(policy.rules):
         _check_rule(rule, f"tags.rules[{index}]")
@@ -596,7 +378,7 @@ def _check_pattern(pattern: str, path: str) -> None:
             path,
             pattern,
             "a tag pattern: it has no placeholder (a fixed tag is a RawTag)",
-            _Text(f"RawTag(value={pattern!r})"),
+            Text(f"RawTag(value={pattern!r})"),
         )
 
 
@@ -633,7 +415,7 @@ def _check_sha(rule: ShaTag, path: str) -> None:
             f"{path}.length",
             rule.length,
             "used with format='long' (always 40 characters)",
-            _Text("format='short'"),
+            Text("format='short'"),
         )
 
 
@@ -641,11 +423,11 @@ def _check_scan(spec: Spec, base: Path) -> None:
     scan = spec.scan
     for index, severity in enumerate(scan.fail_on):
         if severity not in SEVERITIES:
-            raise _unknown(f"scan.fail_on[{index}]", severity, "a severity", SEVERITIES)
+            raise unknown(f"scan.fail_on[{index}]", severity, "a severity", SEVERITIES)
     _duplicates(scan.fail_on, "scan.fail_on", "it is")
     for index, fmt in enumerate(scan.formats):
         if fmt not in SCAN_FORMATS:
-            raise _unknown(f"scan.formats[{index}]", fmt, "a scan format", SCAN_FORMATS)
+            raise unknown(f"scan.formats[{index}]", fmt, "a scan format", SCAN_FORMATS)
     _duplicates(scan.formats, "scan.formats", "it is")
     if scan.ignore_file is not None:
         _check_file(scan.ignore_file, "scan.ignore_file", base)
@@ -674,7 +456,7 @@ def _check_sign(spec: Spec) -> None:
     _env_name(sign.public_key_env, "sign.public_key_env")
     for index, kind in enumerate(sign.attestations):
         if kind not in ATTESTATIONS:
-            raise _unknown(f"sign.attestations[{index}]", kind, "an attestation", ATTESTATIONS)
+            raise unknown(f"sign.attestations[{index}]", kind, "an attestation", ATTESTATIONS)
     _duplicates(sign.attestations, "sign.attestations", "it is")
     who = sign.keyless
     if who is None:
@@ -753,7 +535,7 @@ def _check_retry(spec: Spec) -> None:
 def _check_preflight(spec: Spec) -> None:
     for name in spec.preflight.levels:
         if name not in PREFLIGHT_CHECKS:
-            raise _unknown(
+            raise unknown(
                 f"preflight.levels[{name!r}]", name, "a preflight check", PREFLIGHT_CHECKS
             )
 
@@ -828,7 +610,7 @@ def check_platform_arguments(platforms: Sequence[str], argument: str, *, at_most
     the spec is loaded, by the build stage.)"""
     for value in platforms:
         if value not in KNOWN_PLATFORMS:
-            raise _unknown(argument, value, "a platform", KNOWN_PLATFORMS)
+            raise unknown(argument, value, "a platform", KNOWN_PLATFORMS)
     if len(platforms) > at_most:
         raise SpecError(
             f"{argument}: given {len(platforms)} times ({', '.join(platforms)}); "

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.context import GitFacts, utc_from_epoch
-from pipeline.errors import SpecError
+from pipeline.errors import GitError, last_line
 
 if TYPE_CHECKING:
     import git
@@ -25,31 +25,31 @@ def read_git_facts(path: Path) -> GitFacts:
     """HEAD, its commit time, branch, tags at HEAD, all tags, dirty state of the repo at `path`.
 
     A folder outside any git repository, a repository without a commit, or a missing `git`
-    executable is a SpecError with one line saying what to do.
+    executable is a GitError with one line saying what to do.
     """
     try:
         import git
     except ImportError as exc:  # GitPython raises ImportError when no git executable works
-        raise SpecError(f"git: cannot be used ({exc}); install git") from None
+        raise GitError(f"git: cannot be used ({exc}); install git") from None
 
     try:
         repo = git.Repo(path, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        raise SpecError(
+        raise GitError(
             f"{path.resolve()}: not inside a git repository; a release is built from a commit "
             "(git init && git add -A && git commit)"
         ) from None
     try:
         return _facts(repo)
     except git.GitCommandError as exc:
-        raise SpecError(f"git: {_last_line(exc.stderr) or exc} (in {repo.working_dir})") from None
+        raise GitError(f"git: {_git_reason(exc.stderr) or exc} (in {repo.working_dir})") from None
     finally:
         repo.close()
 
 
 def _facts(repo: git.Repo) -> GitFacts:
     if not repo.head.is_valid():
-        raise SpecError(f"{repo.working_dir}: the git repository has no commit yet; commit first")
+        raise GitError(f"{repo.working_dir}: the git repository has no commit yet; commit first")
     sha, epoch, head_tags = _head(repo)
     return GitFacts(
         sha=sha,
@@ -126,8 +126,6 @@ def browsable_url(url: str) -> str | None:
     return f"https://{host}/{path}" if path else None
 
 
-def _last_line(text: str | bytes | None) -> str:
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    return lines[-1].removeprefix("stderr: ").strip("'") if lines else ""
+def _git_reason(stderr: str | bytes | None) -> str:
+    """GitPython quotes git's stderr as `stderr: '…'`: the last line, unquoted."""
+    return last_line(stderr).removeprefix("stderr: ").strip("'")

@@ -19,7 +19,7 @@ from pipeline.toolchain.requirements import TOOLS, Tool
 BINFMT = {"linux/arm64": "qemu-aarch64", "linux/arm/v7": "qemu-arm"}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument(
         "--strict", action="store_true", help="exit non-zero when anything is missing"
     )

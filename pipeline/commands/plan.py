@@ -7,17 +7,19 @@ import json
 import os
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
     parser.add_argument("--registry", metavar="HOST[:PORT]", help="plan for this registry")
 
 
 def run(args: argparse.Namespace) -> int:
     from pipeline import ui
-    from pipeline.engine.run import Options, load_release
+    from pipeline.engine.loading import load_release
     from pipeline.plan import make_plan, plan_json, plan_lines, resolve_registry_host
 
-    loaded, context, tagset = load_release(Options(spec=getattr(args, "spec", None)))
+    loaded, context, tagset = load_release(
+        getattr(args, "spec", None), os.environ, on_warning=ui.warn
+    )
     host = resolve_registry_host(loaded.spec, args.registry, os.environ)
     plan = make_plan(loaded, context, tagset, host)
     if args.json:

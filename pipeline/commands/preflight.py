@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    del parser  # no options of its own: the spec's preflight policy decides
+def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
+    del parser, verb  # no options of its own: the spec's preflight policy decides
 
 
 def run(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ import os
 import sys
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument(
         "--json",
         action="store_true",
@@ -32,16 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline import labels, tags
-    from pipeline.context import load_context
+    from pipeline import labels
+    from pipeline.engine.loading import load_release
     from pipeline.secrets import redact
-    from pipeline.specload import load
 
-    loaded = load(getattr(args, "spec", None))
-    ctx = load_context(loaded, os.environ)
-    tagset = tags.compute(loaded.spec.tags, ctx)
-    for warning in tagset.warnings:
-        sys.stderr.write(redact(f"warning: {warning}") + "\n")
+    def warn(text: str) -> None:
+        sys.stderr.write(redact(f"warning: {text}") + "\n")
+
+    loaded, ctx, tagset = load_release(getattr(args, "spec", None), os.environ, on_warning=warn)
     if args.json:
         document = {
             "version": tagset.version,

@@ -11,7 +11,7 @@ from pipeline.errors import EnvironmentProblem
 from pipeline.toolchain.bootstrap import bootstrap
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument(
         "--root", type=Path, default=Path.cwd(), help="project root for node_modules (default: .)"
     )

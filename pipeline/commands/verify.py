@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from pipeline.engine.verify import Verified
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument(
         "ref", metavar="REF", nargs="?", help="image to verify (default: this run's release)"
     )

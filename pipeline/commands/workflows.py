@@ -11,7 +11,7 @@ import difflib
 from pathlib import Path
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument("--check", action="store_true", help="fail with a diff if files are stale")
     parser.add_argument(
         "--install",

@@ -19,6 +19,7 @@ from pipeline.emit import pins
 from pipeline.emit.models import Job, Step, Workflow
 from pipeline.emit.yamldump import Annotated
 from pipeline.spec import LOCAL_REGISTRY, Spec
+from pipeline.stages import StageName, session_command
 from pipeline.toolchain.requirements import NOX_REQUIREMENT
 
 GHCR = "ghcr.io"
@@ -103,9 +104,11 @@ class _Builder:
             with_={"registry": registry, **credentials},
         )
 
-    def session(self, name: str, command: str, env: Mapping[str, str] | None = None) -> Step:
-        """A step that runs one nox session: the only kind of `run:` step generated."""
-        return Step(name=name, run=command, env=env or {})
+    def session(
+        self, name: str, stage: StageName, *args: str, env: Mapping[str, str] | None = None
+    ) -> Step:
+        """A step that runs one stage's nox session: the only kind of `run:` step generated."""
+        return Step(name=name, run=session_command(stage, *args), env=env or {})
 
     def upload(self, artifact: str, *, always: bool = False) -> Step:
         return Step(
@@ -196,9 +199,9 @@ class _Builder:
                     self.qemu(),
                     self.buildx(),
                     self.nox(),
-                    self.session("Preflight", "nox -s preflight"),
-                    self.session("Build (not pushed)", "nox -s build"),
-                    self.session("Scan", "nox -s scan"),
+                    self.session("Preflight", "preflight"),
+                    self.session("Build (not pushed)", "build"),
+                    self.session("Scan", "scan"),
                     self.sarif(),
                 ],
                 if_=IS_PR,
@@ -217,7 +220,11 @@ class _Builder:
                     self.nox(),
                     self.session(
                         "Verify the digest, then move the tag",
-                        'nox -s promote -- --tag "$TAG" --digest "$DIGEST"',
+                        "promote",
+                        "--tag",
+                        '"$TAG"',
+                        "--digest",
+                        '"$DIGEST"',
                         env={"TAG": "${{ inputs.tag }}", "DIGEST": "${{ inputs.digest }}"},
                     ),
                 ],
@@ -243,7 +250,7 @@ class _Builder:
                         self.buildx(),
                         self.login(),
                         self.nox(),
-                        self.session("Build", f"nox -s build -- --platform {platform}"),
+                        self.session("Build", "build", "--platform", platform),
                         self.upload(f"dist-build-{slug}"),
                     ),
                     if_=IS_PUSH,
@@ -258,8 +265,8 @@ class _Builder:
                     self.login(),
                     self.nox(),
                     self.download("dist-build-*", pattern=True),
-                    self.session("Preflight", "nox -s preflight"),
-                    self.session("Merge", "nox -s merge"),
+                    self.session("Preflight", "preflight"),
+                    self.session("Merge", "merge"),
                     self.upload("dist-build"),
                 ],
                 needs=tuple(f"build-{paths.platform_slug(p)}" for p in self.platforms),
@@ -277,8 +284,8 @@ class _Builder:
                     self.buildx(),
                     self.login(),
                     self.nox(),
-                    self.session("Preflight", "nox -s preflight"),
-                    self.session("Build", "nox -s build"),
+                    self.session("Preflight", "preflight"),
+                    self.session("Build", "build"),
                     self.upload("dist-build"),
                 ],
                 if_=IS_PUSH,
@@ -293,7 +300,7 @@ class _Builder:
                 self.login(),
                 self.nox(),
                 self.download("dist-build"),
-                self.session("Scan", "nox -s scan"),
+                self.session("Scan", "scan"),
                 self.sarif(),
                 self.upload("dist-scan", always=True),
             ],
@@ -310,7 +317,7 @@ class _Builder:
                 self.login(),
                 self.nox(),
                 self.download("dist-scan"),
-                self.session("Sign", "nox -s sign"),
+                self.session("Sign", "sign"),
                 self.upload("dist-sign"),
             ],
             needs=("scan",),
@@ -326,7 +333,7 @@ class _Builder:
                 self.login(),
                 self.nox(),
                 self.download("dist-sign"),
-                self.session("Publish", "nox -s publish"),
+                self.session("Publish", "publish"),
                 self.upload("dist-release"),
             ],
             needs=("sign",),
@@ -342,10 +349,12 @@ class _Builder:
                 self.login(),
                 self.nox(),
                 self.download("dist-release"),
-                self.session("Verify signature, attestations and scan", "nox -s verify"),
+                self.session("Verify signature, attestations and scan", "verify"),
                 self.session(
                     f"Move the {self.ci.production_tag} tag",
-                    f"nox -s promote -- --tag {self.ci.production_tag}",
+                    "promote",
+                    "--tag",
+                    self.ci.production_tag,
                 ),
             ],
             needs=("publish",),

@@ -17,6 +17,7 @@ from typing import Any
 from pipeline import paths
 from pipeline.emit.models import GitlabJob, GitlabPipeline
 from pipeline.spec import LOCAL_REGISTRY, Spec
+from pipeline.stages import session_command
 from pipeline.toolchain.requirements import NOX_REQUIREMENT
 
 DIST = f"{paths.DIST}/"
@@ -49,7 +50,11 @@ def pipeline(spec: Spec, spec_path: str) -> GitlabPipeline:
             stage="build",
             rules=({"if": IS_MR},),
             needs=(),
-            script=("nox -s preflight", "nox -s build", "nox -s scan"),
+            script=(
+                session_command("preflight"),
+                session_command("build"),
+                session_command("scan"),
+            ),
             artifacts=_scan_artifacts(),
         )
     if ci.gitlab_runner_tags:
@@ -62,14 +67,14 @@ def pipeline(spec: Spec, spec_path: str) -> GitlabPipeline:
                 rules=NOT_MR,
                 needs=(),
                 tags=tuple(ci.gitlab_runner_tags.get(platform, ())),
-                script=(f"nox -s build -- --platform {platform}",),
+                script=(session_command("build", "--platform", platform),),
                 artifacts={"paths": [DIST], "expire_in": "1 week"},
             )
         jobs["build"] = GitlabJob(
             stage="build",
             rules=NOT_MR,
             needs=tuple(build_ids),
-            script=("nox -s preflight", "nox -s merge"),
+            script=(session_command("preflight"), session_command("merge")),
             artifacts={"paths": [DIST], "expire_in": "1 week"},
         )
     else:
@@ -77,14 +82,14 @@ def pipeline(spec: Spec, spec_path: str) -> GitlabPipeline:
             stage="build",
             rules=NOT_MR,
             needs=(),
-            script=("nox -s preflight", "nox -s build"),
+            script=(session_command("preflight"), session_command("build")),
             artifacts={"paths": [DIST], "expire_in": "1 week"},
         )
     jobs["scan"] = GitlabJob(
         stage="scan",
         rules=NOT_MR,
         needs=("build",),
-        script=("nox -s scan",),
+        script=(session_command("scan"),),
         artifacts=_scan_artifacts(),
     )
     jobs["sign"] = GitlabJob(
@@ -92,14 +97,14 @@ def pipeline(spec: Spec, spec_path: str) -> GitlabPipeline:
         rules=NOT_MR,
         needs=("scan",),
         id_tokens={"SIGSTORE_ID_TOKEN": {"aud": "sigstore"}} if keyless else {},
-        script=("nox -s sign",),
+        script=(session_command("sign"),),
         artifacts={"paths": [DIST], "expire_in": "1 week"},
     )
     jobs["publish"] = GitlabJob(
         stage="publish",
         rules=NOT_MR,
         needs=("sign",),
-        script=("nox -s publish",),
+        script=(session_command("publish"),),
         artifacts={
             "paths": [DIST],
             "expire_in": "1 month",
@@ -112,7 +117,7 @@ def pipeline(spec: Spec, spec_path: str) -> GitlabPipeline:
         needs=("publish",),
         environment={"name": ci.production_environment, "deployment_tier": "production"},
         resource_group=ci.production_environment,
-        script=("nox -s verify", f"nox -s promote -- --tag {ci.production_tag}"),
+        script=(session_command("verify"), session_command("promote", "--tag", ci.production_tag)),
     )
     return GitlabPipeline(
         stages=("build", "scan", "sign", "publish", "production"),

@@ -16,12 +16,12 @@ import platform as host_platform
 import shutil
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from pipeline import oci, paths, ui
 from pipeline.adapters import docker_engine
 from pipeline.adapters.docker_cli import BuildRequest, TestStageRequest
 from pipeline.adapters.registry import Manifest, RegistryClient
+from pipeline.engine.verify import verify_digest
 from pipeline.engine.workspace import Workspace
 from pipeline.errors import SpecError
 from pipeline.labels import oci_labels
@@ -70,8 +70,6 @@ def run_build(ws: Workspace, state: State, *, only_platforms: Sequence[str] | No
 
 def _reuse(ws: Workspace, state: State, image: Image) -> bool:
     """Build once, promote many: a commit whose sha tag exists was built, scanned and signed."""
-    from pipeline.engine.verify import verify_digest
-
     sha_tag = ws.tagset.sha_tag
     if not ws.spec.publish.reuse_signed_commit or sha_tag is None:
         return False
@@ -205,7 +203,3 @@ def smoke_test(ws: Workspace, image: Image, state: ImageState) -> None:
         outputs = list(pool.map(run_one, platforms))
     for platform, output in outputs:
         ui.info(f"  {platform}: {output.strip()[:120]}")
-
-
-def read_platform_states(folder: Path) -> list[Path]:
-    return sorted(folder.glob("*.json"))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
-from pathlib import Path
 
 from pipeline import paths, ui
 from pipeline.adapters.registry import RegistryClient, docker_config_credentials
+from pipeline.engine.loading import load_release
 from pipeline.engine.publish import promote
-from pipeline.engine.run import Options, load_release
 from pipeline.engine.verify import Verified, verify_digest
 from pipeline.engine.workspace import open_workspace
 from pipeline.errors import PublishRefused, SpecError
@@ -21,7 +21,7 @@ DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 def resolve_and_verify(text: str, *, spec: str | None, registry: str | None) -> Verified:
-    loaded, context, tagset = load_release(Options(spec=spec, registry=registry))
+    loaded, context, tagset = load_release(spec, os.environ, on_warning=ui.warn)
     with open_workspace(loaded, context, tagset, registry_override=registry) as ws:
         ref = ImageRef.parse(text, argument="REF")
         host = ref.host or ws.registry_host
@@ -42,15 +42,15 @@ def resolve_and_verify(text: str, *, spec: str | None, registry: str | None) -> 
 
 def state_references(*, spec: str | None, registry: str | None) -> list[str]:
     """`repository@digest` of every image in this commit's dist/state.json."""
-    _, context, _ = load_release(Options(spec=spec, registry=registry))
-    state = load_state(Path.cwd() / paths.STATE, commit=context.sha)
+    loaded, context, _ = load_release(spec, os.environ, on_warning=ui.warn)
+    state = load_state(paths.project_root(loaded.base_dir) / paths.STATE, commit=context.sha)
     return [image.digest_ref for image in state.images.values()]
 
 
 def promote_tag(
     *, tag: str, digest: str | None, image_name: str | None, spec: str | None, registry: str | None
 ) -> None:
-    loaded, context, tagset = load_release(Options(spec=spec, registry=registry))
+    loaded, context, tagset = load_release(spec, os.environ, on_warning=ui.warn)
     if is_immutable_name(loaded.spec.tags, tag):
         raise PublishRefused(
             f"--tag: {tag} is an immutable tag (a version or sha); only floating tags move"
@@ -71,7 +71,7 @@ def promote_tag(
     with open_workspace(loaded, context, tagset, registry_override=registry) as ws:
         repository = ws.repository(images[image_name])
         if digest is None:
-            state = load_state(Path.cwd() / paths.STATE, commit=context.sha)
+            state = load_state(ws.path(paths.STATE), commit=context.sha)
             digest = state.images[image_name].index_digest
             if digest is None:
                 raise SpecError(f"{paths.STATE}: no digest for {image_name}")

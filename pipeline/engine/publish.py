@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from rich.table import Table
 
 from pipeline import ui
-from pipeline.adapters.registry import Manifest, RegistryClient
+from pipeline.adapters.registry import Manifest, RegistryClient, docker_config_credentials
 from pipeline.engine.verify import split_repository
 from pipeline.engine.workspace import Workspace
 from pipeline.errors import PublishRefused, RegistryError
+from pipeline.refs import DigestRef
 from pipeline.sandbox.cache import cache_dir
 from pipeline.state import ImageState, State, TagState
 
@@ -138,9 +139,6 @@ def run_publish(ws: Workspace, state: State) -> None:
 
 def _mirror(ws: Workspace, image: ImageState, host: str, repository: str | None) -> str:
     """Copy the signed digest with its signature and attestations, then tag it the same way."""
-    from pipeline.adapters.registry import docker_config_credentials
-    from pipeline.refs import DigestRef
-
     _, path = split_repository(image.repository)
     target = f"{host}/{repository or path}"
     first = image.tags[0].name if image.tags else "latest"

@@ -9,8 +9,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pipeline import paths, ui
+from pipeline import ui
 from pipeline.adapters.cosign import signature_tag
+from pipeline.engine.verify import verify_digest
 from pipeline.engine.workspace import Workspace
 from pipeline.errors import GateFailed, SpecError
 from pipeline.refs import DigestRef
@@ -94,13 +95,7 @@ def _sign_image(ws: Workspace, image: ImageState) -> None:
     image.attestations = sorted(
         {f"{image.repository}:{signature_tag(d, 'att')}" for d in image.platforms.values()}
     )
-    from pipeline.engine.verify import verify_digest
-
     with ui.progress(f"{image.name}: verify signature and attestations"):
         verify_digest(ws, image.repository, image.index_digest or "")
     image.verified = True
     ui.ok(f"{image.name}: signed and verified {image.index_digest}")
-
-
-def public_key_path(ws: Workspace) -> Path:
-    return ws.path(paths.DIST / "cosign.pub")

@@ -167,19 +167,19 @@ def open_workspace(
     registry_override: str | None = None,
     environ: Mapping[str, str] | None = None,
     dist: Path | None = None,
-    stages: frozenset[str] = frozenset(),
+    steps: frozenset[str] = frozenset(),
 ) -> Iterator[Workspace]:
     """Resolve everything for a run; the isolated docker config is removed when it ends.
 
-    `stages` says what the run will do, so only a build looks for a base image and only a scan
+    `steps` says what the run will do, so only a build looks for a base image and only a scan
     for a Trivy DB.
     """
     env = dict(os.environ if environ is None else environ)
     spec = loaded.spec
     host = resolve_registry_host(spec, registry_override, env)
     base_runner = Runner(env=env)
-    need_base_fallback = "build" in stages and _needs_local_base(loaded, env)
-    need_db_fallback = "scan" in stages and _needs_local_db(spec, env)
+    need_base_fallback = "build" in steps and _needs_local_base(loaded, env)
+    need_db_fallback = "scan" in steps and _needs_local_db(spec, env)
     # A private docker config and CA bundle for this run only, removed however the run ends.
     with tempfile.TemporaryDirectory(prefix="pipeline-run-") as scratch_name:
         scratch = Path(scratch_name)
@@ -239,7 +239,7 @@ def open_workspace(
                 # Still need to pull the built-in base from the built-in registry.
                 tool_env.setdefault("DOCKER_CONFIG", str(provisioned.docker_config))
         runner = base_runner.with_env(**tool_env).with_retry(spec.retry)
-        dist = dist or Path.cwd() / paths.DIST
+        dist = dist or paths.project_root(loaded.base_dir) / paths.DIST
         workspace = Workspace(
             loaded=loaded,
             context=context,

@@ -10,8 +10,9 @@ import pytest
 
 from pipeline import context as context_module
 from pipeline.adapters.git import browsable_url
-from pipeline.context import GitFacts, ReleaseContext, detect, load_context
-from pipeline.errors import SpecError
+from pipeline.context import GitFacts, ReleaseContext, detect
+from pipeline.engine.loading import load_context
+from pipeline.errors import GitError, SpecError
 from pipeline.spec import Image, Spec
 from pipeline.specload import LoadedSpec
 
@@ -496,15 +497,10 @@ def _loaded(tmp_path: Path) -> LoadedSpec:
     return LoadedSpec(spec=spec, path=tmp_path / "release.py", base_dir=tmp_path)
 
 
-def test_load_context_in_ci_tolerates_a_missing_checkout(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from pipeline.adapters import git as git_adapter
-
+def test_load_context_in_ci_tolerates_a_missing_checkout(tmp_path: Path) -> None:
     def no_repo(path: Path) -> GitFacts:
-        raise SpecError(f"{path}: not inside a git repository")
+        raise GitError(f"{path}: not inside a git repository")
 
-    monkeypatch.setattr(git_adapter, "read_git_facts", no_repo)
     event_file = tmp_path / "event.json"
     event_file.write_text(json.dumps(REPO))
     env = {
@@ -513,23 +509,20 @@ def test_load_context_in_ci_tolerates_a_missing_checkout(
         "GITHUB_EVENT_NAME": "push",
         "GITHUB_REF": "refs/heads/trunk",
     }
-    ctx = load_context(_loaded(tmp_path), env)
+    ctx = load_context(_loaded(tmp_path), env, read_git=no_repo)
     assert (ctx.system, ctx.branch, ctx.default_branch) == ("github", "trunk", "trunk")
-    with pytest.raises(SpecError, match="not inside a git repository"):
-        load_context(_loaded(tmp_path), {})
+    with pytest.raises(GitError, match="not inside a git repository"):
+        load_context(_loaded(tmp_path), {}, read_git=no_repo)
 
 
-def test_load_context_passes_spec_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline.adapters import git as git_adapter
-
+def test_load_context_passes_spec_settings(tmp_path: Path) -> None:
     seen: list[Path] = []
 
     def fake(path: Path) -> GitFacts:
         seen.append(path)
         return GitFacts(sha=SHA, commit_time=TIME, branch="x", tags=("v1.0.0",))
 
-    monkeypatch.setattr(git_adapter, "read_git_facts", fake)
-    ctx = load_context(_loaded(tmp_path), {})
+    ctx = load_context(_loaded(tmp_path), {}, read_git=fake)
     assert seen == [tmp_path]
     assert ctx.default_branch == "main"  # the spec's ci.default_branch
     assert ctx.releases == ("1.0.0",)

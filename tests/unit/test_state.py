@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from pipeline.errors import SpecError
+from pipeline.errors import SpecError, StateError
 from pipeline.state import ImageState, ScanState, State, TagState, load, save
 
 
@@ -37,24 +38,36 @@ def test_refuses_another_commit(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     save(_state(), path)
     with pytest.raises(
-        SpecError, match="written for commit cccccccccccc, but this is dddddddddddd"
+        StateError, match="written for commit cccccccccccc, but this is dddddddddddd"
     ):
         load(path, commit="d" * 40)
 
 
 @pytest.mark.parametrize(
-    "text", ["", "[]", '{"schema": 99, "commit": "x", "version": null, "context": {}}', "{nope"]
+    ("text", "reason"),
+    [
+        ("", "not a pipeline state file (Expecting value"),
+        ("[]", "not a pipeline state file ("),
+        (
+            '{"schema": 99, "commit": "x", "version": null, "context": {}}',
+            "state schema 99 is not 1",
+        ),
+        ("{nope", "not a pipeline state file (Expecting property name"),
+    ],
 )
-def test_rejects_garbage(tmp_path: Path, text: str) -> None:
+def test_rejects_garbage(tmp_path: Path, text: str, reason: str) -> None:
     path = tmp_path / "state.json"
     path.write_text(text)
-    with pytest.raises(SpecError, match="state"):
+    # The whole message from its start: the path alone (".../state.json") must not satisfy it.
+    with pytest.raises(StateError, match=f"^{re.escape(f'{path}: {reason}')}"):
         load(path)
 
 
 def test_missing_state_names_the_stage(tmp_path: Path) -> None:
-    with pytest.raises(SpecError, match="run the earlier stage"):
-        load(tmp_path / "state.json")
+    path = tmp_path / "state.json"
+    message = f"{path}: no state file; run the earlier stage (build) first"
+    with pytest.raises(StateError, match=f"^{re.escape(message)}$"):
+        load(path)
 
 
 def test_digest_ref_requires_a_build() -> None:

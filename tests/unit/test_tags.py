@@ -17,7 +17,8 @@ from pipeline.spec import (
     ShaTag,
     TagPolicy,
 )
-from pipeline.tags import TagSet, compute, release_version, release_versions, sanitize
+from pipeline.tags import TagSet, compute, sanitize
+from pipeline.versions import release_version, release_versions
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 S7 = "sha-0123456"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline import cli
-from pipeline.adapters import git as git_adapter
 from pipeline.context import GitFacts
+from pipeline.engine import loading
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 SPEC = """\
@@ -37,7 +37,7 @@ def spec_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         head_tags=("v1.4.7",),
         tags=("v1.4.6", "v1.4.7", "v2.0.0"),
     )
-    monkeypatch.setattr(git_adapter, "read_git_facts", lambda _path: facts)
+    monkeypatch.setattr(loading, "read_git_facts", lambda _path: facts)
     for name in ("GITHUB_ACTIONS", "GITLAB_CI"):
         monkeypatch.delenv(name, raising=False)
     return path
@@ -109,7 +109,7 @@ def test_warning_goes_to_stderr(
     spec_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     facts = GitFacts(sha=SHA, commit_time=None, branch=None)
-    monkeypatch.setattr(git_adapter, "read_git_facts", lambda _path: facts)
+    monkeypatch.setattr(loading, "read_git_facts", lambda _path: facts)
     assert cli.main(["tags", "--spec", str(spec_file)]) == 0
     out, err = capsys.readouterr()
     assert out == "sha-0123456\n"

@@ -33,7 +33,7 @@ from pipeline.spec import (
     Spec,
     TagPolicy,
 )
-from pipeline.specload import LoadedSpec, load_spec
+from pipeline.specload import load_spec
 from pipeline.validate import check_platform_arguments, check_types, validate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -571,20 +571,20 @@ def test_a_full_valid_spec_passes(tmp_path: Path) -> None:
             default_branch="release/2.x",
         ),
     )
-    validate(LoadedSpec(spec=spec, path=tmp_path / "release.py", base_dir=tmp_path))
+    validate(spec, tmp_path)
 
 
 def test_dockerfile_with_arg_stage_names_is_not_second_guessed(tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text("ARG V=a\nFROM scratch AS ${V}\n")
     spec = Spec(name="x", images=(Image(name="x", repository="x", target="anything"),))
-    validate(LoadedSpec(spec=spec, path=tmp_path / "release.py", base_dir=tmp_path))
+    validate(spec, tmp_path)
 
 
 def test_dockerfile_without_named_stages(tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
     spec = Spec(name="x", images=(Image(name="x", repository="x", target="runtime"),))
     with pytest.raises(SpecError) as info:
-        validate(LoadedSpec(spec=spec, path=tmp_path / "release.py", base_dir=tmp_path))
+        validate(spec, tmp_path)
     assert str(info.value) == (
         f"images[0].target: 'runtime' is not a stage of {tmp_path / 'Dockerfile'} "
         "(it names no stage with FROM … AS)"

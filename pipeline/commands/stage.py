@@ -1,14 +1,15 @@
-"""Shared arguments and the one runner for the stage verbs (build, merge, scan, sign, publish,
-release): each verb module is two lines on top of this."""
+"""`pipeline <stage>` for every stage that runs engine steps (build, merge, scan, sign, publish,
+release): which steps, in which order, comes from the stage table (`pipeline.stages`)."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.stages import BY_NAME
 
-def add_stage_arguments(parser: argparse.ArgumentParser, *, platform: bool = False) -> None:
+
+def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument(
         "--registry",
         metavar="HOST[:PORT]",
@@ -19,8 +20,10 @@ def add_stage_arguments(parser: argparse.ArgumentParser, *, platform: bool = Fal
         action="store_true",
         help="build from a working tree with uncommitted changes (never for a real release)",
     )
-    parser.add_argument("--dist", type=Path, help="where reports and state go (default: ./dist)")
-    if platform:
+    parser.add_argument(
+        "--dist", type=Path, help="where reports and state go (default: dist/ at the project root)"
+    )
+    if BY_NAME[verb].per_platform:
         parser.add_argument(
             "--platform",
             action="append",
@@ -30,7 +33,7 @@ def add_stage_arguments(parser: argparse.ArgumentParser, *, platform: bool = Fal
         )
 
 
-def run(args: argparse.Namespace, stages: Sequence[str]) -> int:
+def run(args: argparse.Namespace) -> int:
     from pipeline.engine.run import Options, run_stages
     from pipeline.validate import check_platform_arguments
 
@@ -43,5 +46,5 @@ def run(args: argparse.Namespace, stages: Sequence[str]) -> int:
         platforms=platforms,
         dist=args.dist.resolve() if args.dist else None,
     )
-    run_stages(stages, options)
+    run_stages(BY_NAME[args.verb].steps, options)
     return 0
