@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dockerfile_parse import DockerfileParser
+from rich.table import Table
 
+from pipeline import ui
+from pipeline.errors import GateFailed
 from pipeline.spec import Image, Level
 from pipeline.specload import LoadedSpec
 
@@ -326,10 +329,6 @@ def enforce(
     loaded: LoadedSpec, build_args: Mapping[str, Mapping[str, str]] | None = None
 ) -> Report:
     """Run the checks, print them, and stop the release on any error-level finding."""
-    from rich.table import Table
-
-    from pipeline import ui
-    from pipeline.errors import GateFailed
 
     report = run_preflight(loaded, build_args)
     if report.findings:

@@ -7,6 +7,7 @@ with it off, signing passes `--tlog-upload=false` and verification `--insecure-i
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -138,7 +139,6 @@ def parse_verify_output(stdout: str, expected_digest: str) -> list[dict[str, Any
 
 def parse_attestations(stdout: str) -> list[dict[str, Any]]:
     """verify-attestation prints one DSSE envelope per line; return the in-toto statements."""
-    import base64
 
     statements: list[dict[str, Any]] = []
     for line in stdout.splitlines():

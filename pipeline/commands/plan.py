@@ -6,6 +6,10 @@ import argparse
 import json
 import os
 
+from pipeline import ui
+from pipeline.engine.loading import load_release
+from pipeline.plan import make_plan, plan_json, plan_lines, resolve_registry_host
+
 
 def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
@@ -13,9 +17,6 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline import ui
-    from pipeline.engine.loading import load_release
-    from pipeline.plan import make_plan, plan_json, plan_lines, resolve_registry_host
 
     loaded, context, tagset = load_release(
         getattr(args, "spec", None), os.environ, on_warning=ui.warn

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from pipeline.preflight import enforce
+from pipeline.specload import load
+
 
 def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     del parser, verb  # no options of its own: the spec's preflight policy decides
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.preflight import enforce
-    from pipeline.specload import load
 
     enforce(load(getattr(args, "spec", None)))
     return 0

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from pipeline.engine.promote import promote_tag
+
 
 def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument(
@@ -22,7 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.engine.promote import promote_tag
 
     promote_tag(
         tag=args.tag,

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import argparse
 
+from pipeline import ui
+from pipeline.adapters.runner import Runner
+from pipeline.sandbox import local
+
 
 def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument("action", choices=("up", "down", "status"))
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline import ui
-    from pipeline.adapters.runner import Runner
-    from pipeline.sandbox import local
 
     if args.action == "down":
         stopped = local.down()

@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pipeline.engine.run import Options, run_stages
 from pipeline.stages import BY_NAME
+from pipeline.validate import check_platform_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
@@ -34,8 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.engine.run import Options, run_stages
-    from pipeline.validate import check_platform_arguments
 
     platforms = tuple(getattr(args, "platform", []) or ())
     check_platform_arguments(platforms, "--platform", at_most=1)  # before any login or build

@@ -22,6 +22,10 @@ import json
 import os
 import sys
 
+from pipeline import labels
+from pipeline.engine.loading import load_release
+from pipeline.secrets import redact
+
 
 def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument(
@@ -32,9 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline import labels
-    from pipeline.engine.loading import load_release
-    from pipeline.secrets import redact
 
     def warn(text: str) -> None:
         sys.stderr.write(redact(f"warning: {text}") + "\n")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from pipeline import ui
+from pipeline.engine.promote import resolve_and_verify, state_references
 from pipeline.refs import ImageRef
 
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.engine.promote import resolve_and_verify, state_references
 
     spec = getattr(args, "spec", None)
     if args.ref is not None:

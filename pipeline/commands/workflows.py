@@ -10,6 +10,11 @@ import argparse
 import difflib
 from pathlib import Path
 
+from pipeline import ui
+from pipeline.emit import INSTALL_TARGETS, generate
+from pipeline.errors import StaleFiles
+from pipeline.specload import load
+
 
 def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument("--check", action="store_true", help="fail with a diff if files are stale")
@@ -31,10 +36,6 @@ def repo_root(start: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline import ui
-    from pipeline.emit import INSTALL_TARGETS, generate
-    from pipeline.errors import StaleFiles
-    from pipeline.specload import load
 
     loaded = load(getattr(args, "spec", None))
     root = (args.root or repo_root(loaded.base_dir)).resolve()

@@ -8,6 +8,7 @@ reports and the state are written, so CI still uploads them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -210,6 +211,5 @@ def write_gitlab_report(path: Path, found: list[gate.Finding]) -> None:
 
 
 def gate_id(f: gate.Finding) -> str:
-    import hashlib
 
     return hashlib.sha256(f"{f.id}|{f.package}|{f.platform}".encode()).hexdigest()[:32]

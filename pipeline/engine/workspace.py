@@ -17,6 +17,7 @@ Resolution rules (documented in the README):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import socket
 import tempfile
@@ -273,7 +274,6 @@ def _copy_docker_config(env: Mapping[str, str], target: Path) -> None:
 
 def trivy_cache(db_repository: str | None) -> Path:
     """One Trivy cache per DB source: a DB fetched from one mirror never shadows another's."""
-    import hashlib
 
     key = hashlib.sha256((db_repository or "default").encode()).hexdigest()[:12]
     return cache_dir() / "trivy" / key

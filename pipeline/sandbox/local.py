@@ -15,13 +15,16 @@ import fcntl
 import json
 import secrets
 import shutil
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import ui
+from pipeline.adapters.cosign import Cosign
 from pipeline.adapters.docker_cli import DockerCli
 from pipeline.adapters.runner import Runner
+from pipeline.sandbox import baseimage, trivydb
 from pipeline.sandbox.cache import cache_dir
 from pipeline.sandbox.registry import RegistryServer, free_port, start_registry, trust_in_docker
 from pipeline.secrets import register
@@ -103,7 +106,6 @@ def provision(
     base: bool = True,
     trivy_db: bool = True,
 ) -> Provisioned:
-    from pipeline.sandbox import baseimage, trivydb
 
     trust_in_docker(registry)
     docker_config = folder / "docker"
@@ -180,7 +182,6 @@ def _previous_port(folder: Path) -> int | None:
     if not state.is_file():
         return None
     port = int(json.loads(state.read_text())["host"].rsplit(":", 1)[1])
-    import socket
 
     with socket.socket() as sock:
         try:
@@ -202,7 +203,6 @@ def down() -> bool:
 
 def throwaway_key(runner: Runner) -> SigningKey:
     """A cosign key pair for local releases with no key configured; kept with the sandbox."""
-    from pipeline.adapters.cosign import Cosign
 
     folder = sandbox_dir() / "cosign"
     with _locked(sandbox_dir()):

@@ -19,11 +19,13 @@ from pathlib import Path
 
 import bcrypt
 import requests
+import yaml  # only when starting one
 
 from pipeline.adapters.registry import Credentials, RegistryClient
 from pipeline.adapters.runner import Runner
 from pipeline.errors import EnvironmentProblem
 from pipeline.retry import Attempt
+from pipeline.sandbox.tls import make_loopback_tls  # cryptography: only when starting
 from pipeline.secrets import register
 from pipeline.spec import RetryPolicy
 
@@ -158,8 +160,6 @@ def start_registry(
     }
     ca_file: Path | None = None
     if tls:
-        from pipeline.sandbox.tls import make_loopback_tls  # cryptography: only when starting
-
         files = make_loopback_tls(folder / "tls")
         config["http"] = {
             **config["http"],  # type: ignore[dict-item]
@@ -181,7 +181,6 @@ def start_registry(
         htpasswd.chmod(0o600)
         config["auth"] = {"htpasswd": {"realm": "pipeline-sandbox", "path": str(htpasswd)}}
     config_path = folder / "config.yml"
-    import yaml  # only when starting one
 
     config_path.write_text(yaml.safe_dump(config, sort_keys=True))
     proc = runner.spawn(["docker-registry", "serve", str(config_path)], log=folder / "registry.log")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import ui
+from pipeline.adapters import docker_engine
 from pipeline.adapters.runner import Runner, which
 from pipeline.errors import EnvironmentProblem
 from pipeline.toolchain.requirements import (
@@ -241,7 +242,6 @@ def _install_npm(runner: Runner, project_root: Path) -> None:
 
 
 def docker_daemon_up() -> bool:
-    from pipeline.adapters import docker_engine
 
     return docker_engine.ping()
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from pipeline.spec import CIOptions, KeylessIdentity, Registry, SignPolicy
+from pipeline.spec import CIOptions, KeylessIdentity, Registry, SignPolicy, Spec
 
 # Keyless signing (Sigstore OIDC) to a public registry.
 KEYLESS_GHCR: dict[str, Any] = {
@@ -24,3 +25,12 @@ NATIVE: dict[str, Any] = {
         gitlab_runner_tags={"linux/amd64": ("amd64",), "linux/arm64": ("arm64",)},
     )
 }
+
+
+def variants(base: Spec) -> dict[str, Spec]:
+    """Every variant of `base` the emitters must handle, by name."""
+    return {
+        "default": base,
+        "keyless-ghcr": replace(base, **KEYLESS_GHCR),
+        "native-runners": replace(base, **NATIVE),
+    }
