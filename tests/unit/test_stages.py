@@ -1,4 +1,4 @@
-"""The stage table is the one place stage names live: the CLI, the engine and the emitters read it."""
+"""The stage table is the one place stage names live: CLI, engine and emitters read it."""
 
 from __future__ import annotations
 
