@@ -49,15 +49,22 @@ class CommandError(PipelineError):
     exit_code = 4
 
     def __init__(
-        self, argv: Sequence[str], returncode: int, stdout: str, stderr: str, *, message: str = ""
+        self,
+        argv: Sequence[str],
+        returncode: int,
+        stdout: str,
+        stderr: str,
+        *,
+        message: str = "",
+        quote_output: bool = True,
     ) -> None:
         self.argv = tuple(argv)
         self.returncode = returncode
         self.stdout = stdout
         self.stderr = stderr
-        tail = last_line(stderr) or last_line(stdout)
         text = message or f"`{self.argv[0]} {' '.join(self.argv[1:3])}` exited {returncode}"
-        if tail:
+        tail = last_line(stderr) or last_line(stdout)
+        if tail and quote_output:
             text += f": {tail}"
         super().__init__(text)
 

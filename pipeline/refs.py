@@ -77,6 +77,26 @@ def is_tag(text: str) -> bool:
     return isinstance(text, str) and bool(_TAG.fullmatch(text))
 
 
+def split_host(host: str) -> tuple[str, int | None]:
+    """`host[:port]` into the name and the port: `registry:5000` -> ('registry', 5000),
+    `[::1]:5000` -> ('::1', 5000), `[::1]` -> ('::1', None), `localhost` -> ('localhost', None).
+    A bare IPv6 address without brackets is all name."""
+    if host.startswith("["):
+        name, _, rest = host[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+        return name, int(port) if port.isdigit() else None
+    if host.count(":") == 1:
+        name, _, port = host.partition(":")
+        return name, int(port) if port.isdigit() else None
+    return host, None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host[:port]` names this machine (localhost, 127.0.0.0/8, ::1)."""
+    name, _ = split_host(host)
+    return name in ("localhost", "::1") or name.startswith("127.")
+
+
 def looks_like_host(component: str) -> bool:
     """The distribution rule: a first component with '.' or ':' (or `localhost`) is a host."""
     return "." in component or ":" in component or component == "localhost"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.adapters.runner import Runner
-from pipeline.errors import CommandError, VerifyFailed
+from pipeline.errors import VerifyFailed
 from pipeline.refs import DigestRef
 from pipeline.spec import KeylessIdentity
 
@@ -193,16 +193,10 @@ class Cosign:
 
     def copy(self, source: DigestRef, destination: str) -> None:
         """Copy an image with its signatures and attestations to another registry."""
-        try:
-            self.runner.run(["cosign", "copy", "--force", str(source), destination])
-        except CommandError as exc:
-            raise CommandError(
-                exc.argv,
-                exc.returncode,
-                exc.stdout,
-                exc.stderr,
-                message=f"cosign could not copy {source} to {destination}",
-            ) from None
+        self.runner.run(
+            ["cosign", "copy", "--force", str(source), destination],
+            error_message=f"cosign could not copy {source} to {destination}",
+        )
 
     def version(self) -> str:
         out = self.runner.run(["cosign", "version", "--json"], quiet=True).stdout

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.adapters.runner import Runner
-from pipeline.errors import CommandError, EnvironmentProblem
+from pipeline.errors import EnvironmentProblem
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,40 +154,32 @@ class DockerCli:
         self, request: BuildRequest, *, on_line: Callable[[str], None] | None = None
     ) -> BuildResult:
         request.output_dir.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.runner.run(
-                build_argv(request),
-                on_stderr_line=on_line,
-                error_message=f"docker buildx build of {request.context} failed",
-            )
-        except CommandError as exc:
-            raise CommandError(
-                exc.argv, exc.returncode, exc.stdout, exc.stderr, message=_build_failure(exc)
-            ) from None
+        self.runner.run(
+            build_argv(request),
+            on_stderr_line=on_line,
+            error_message=lambda result: build_failure(result.stderr, result.exit_code),
+        )
         return BuildResult(read_metadata(request.metadata_file), request.output_dir)
 
     def build_test_stage(
         self, request: TestStageRequest, *, on_line: Callable[[str], None] | None = None
     ) -> None:
-        try:
-            self.runner.run(test_stage_argv(request), on_stderr_line=on_line)
-        except CommandError as exc:
-            raise CommandError(
-                exc.argv,
-                exc.returncode,
-                exc.stdout,
-                exc.stderr,
-                message=f"the image's tests failed (stage '{request.target}'); "
-                + _build_failure(exc),
-            ) from None
+        self.runner.run(
+            test_stage_argv(request),
+            on_stderr_line=on_line,
+            error_message=lambda result: (
+                f"the image's tests failed (stage '{request.target}'); "
+                + build_failure(result.stderr, result.exit_code)
+            ),
+        )
 
     def version(self) -> str:
         return self.runner.run(["docker", "buildx", "version"], quiet=True).stdout.strip()
 
 
-def _build_failure(exc: CommandError) -> str:
+def build_failure(stderr: str, exit_code: int) -> str:
     """The first `ERROR:` line buildx printed, which names the failing step."""
-    for line in exc.stderr.splitlines():
+    for line in stderr.splitlines():
         if line.startswith("ERROR:") or " ERROR: " in line:
             return f"docker buildx build failed: {line.split('ERROR:', 1)[1].strip()[:300]}"
-    return f"docker buildx build exited {exc.returncode}"
+    return f"docker buildx build exited {exit_code}"

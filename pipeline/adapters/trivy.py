@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.adapters.runner import Runner
-from pipeline.errors import CommandError, EnvironmentProblem
+from pipeline.errors import EnvironmentProblem
 
 # trivy convert's format names for what the engine writes next to the JSON report.
 CONVERSIONS = {"sarif": "sarif", "cyclonedx": "cyclonedx", "cosign-vuln": "cosign-vuln"}
@@ -109,16 +109,11 @@ class Trivy:
 
     def scan(self, request: ScanRequest) -> dict[str, Any]:
         request.output.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.runner.run(scan_argv(request), timeout=request.timeout_seconds + 60)
-        except CommandError as exc:
-            raise CommandError(
-                exc.argv,
-                exc.returncode,
-                exc.stdout,
-                exc.stderr,
-                message=f"trivy could not scan {request.target} for {request.platform}",
-            ) from None
+        self.runner.run(
+            scan_argv(request),
+            timeout=request.timeout_seconds + 60,
+            error_message=f"trivy could not scan {request.target} for {request.platform}",
+        )
         return load_report(request.output)
 
     def convert(self, report: Path, fmt: str, output: Path) -> Path:

@@ -34,6 +34,7 @@ from pipeline.adapters.trivy import Trivy
 from pipeline.context import ReleaseContext, in_ci
 from pipeline.errors import AuthError, SpecError
 from pipeline.plan import resolve_registry_host
+from pipeline.refs import split_host
 from pipeline.retry import Attempt
 from pipeline.sandbox import local as sandbox
 from pipeline.sandbox.cache import cache_dir
@@ -43,6 +44,16 @@ from pipeline.specload import LoadedSpec
 from pipeline.tags import TagSet
 
 TRIVY_DEFAULT_DB_HOST = "mirror.gcr.io"
+
+
+@dataclass(frozen=True)
+class Signing:
+    """Who signs this run: the identity cosign signs and verifies with, the environment cosign
+    needs for it (COSIGN_PASSWORD), and whether the key is the sandbox's throw-away one."""
+
+    identity: Identity
+    cosign_env: dict[str, str] = field(default_factory=dict)
+    throwaway: bool = False
 
 
 @dataclass
@@ -61,9 +72,10 @@ class Workspace:
     base_image: str | None  # the built-in base when the default cannot be pulled
     sandbox: sandbox.Provisioned | None = None
     retries: list[Attempt] = field(default_factory=list)
-    _signing: tuple[Identity, dict[str, str], bool] | None = None
+    _signing: Signing | None = None
 
-    def _signer(self) -> tuple[Identity, dict[str, str], bool]:
+    @property
+    def signing(self) -> Signing:
         """Resolved on first use: a build or scan never touches keys."""
         if self._signing is None:
             self._signing = _signing(self.spec, self.environ, self.runner, self.scratch)
@@ -71,11 +83,11 @@ class Workspace:
 
     @property
     def identity(self) -> Identity:
-        return self._signer()[0]
+        return self.signing.identity
 
     @property
     def throwaway_key(self) -> bool:
-        return self._signing is not None and self._signing[2]
+        return self._signing is not None and self._signing.throwaway
 
     @property
     def spec(self) -> Spec:
@@ -96,7 +108,7 @@ class Workspace:
         return Trivy(self.runner)
 
     def cosign(self) -> Cosign:
-        return Cosign(self.runner.with_env(**self._signer()[1]))
+        return Cosign(self.runner.with_env(**self.signing.cosign_env))
 
     def note_retry(self, attempt: Attempt) -> None:
         self.retries.append(attempt)
@@ -136,7 +148,7 @@ def _check_login(spec: Spec, client: RegistryClient) -> None:
 
 def resolves(host: str) -> bool:
     """Whether a registry's name resolves: a DNS question only, nothing is sent to it."""
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    name, _ = split_host(host)
     try:
         socket.getaddrinfo(name, 443, proto=socket.IPPROTO_TCP)
     except OSError:
@@ -324,15 +336,13 @@ def _key_reference(value: str, scratch: Path, name: str) -> str:
     return str(path)
 
 
-def _signing(
-    spec: Spec, env: Mapping[str, str], runner: Runner, scratch: Path
-) -> tuple[Identity, dict[str, str], bool]:
+def _signing(spec: Spec, env: Mapping[str, str], runner: Runner, scratch: Path) -> Signing:
     policy = spec.sign
     register(env.get(policy.key_env))
     if policy.keyless is not None:
         token = env.get("SIGSTORE_ID_TOKEN")
         register(token)
-        return Identity(keyless=policy.keyless, tlog=True), {}, False
+        return Signing(Identity(keyless=policy.keyless, tlog=True))
     key = _key_reference(env.get(policy.key_env, ""), scratch, "cosign.key")
     public = _key_reference(env.get(policy.public_key_env, ""), scratch, "cosign.pub")
     password = env.get("COSIGN_PASSWORD", "")
@@ -342,16 +352,14 @@ def _signing(
         if not public:
             # Verify right after signing with the public half of the same key.
             public = str(Cosign(runner).public_key(key, scratch / "cosign.pub", env=cosign_env))
-        return (
-            Identity(key=key, public_key=public, tlog=policy.transparency_log),
-            cosign_env,
-            False,
+        return Signing(
+            Identity(key=key, public_key=public, tlog=policy.transparency_log), cosign_env
         )
     if policy.throwaway_key_when_unset and not in_ci(env):
         pair = sandbox.throwaway_key(runner)
         identity = Identity(
             key=str(pair.key), public_key=str(pair.public_key), tlog=policy.transparency_log
         )
-        return identity, {"COSIGN_PASSWORD": pair.password}, True
+        return Signing(identity, {"COSIGN_PASSWORD": pair.password}, throwaway=True)
     # No key: stages that sign fail with a clear line; build and scan do not need one.
-    return Identity(public_key=public or None, tlog=policy.transparency_log), {}, False
+    return Signing(Identity(public_key=public or None, tlog=policy.transparency_log))

@@ -24,6 +24,7 @@ from pipeline import ui
 from pipeline.adapters.cosign import Cosign
 from pipeline.adapters.docker_cli import DockerCli
 from pipeline.adapters.runner import Runner
+from pipeline.refs import split_host
 from pipeline.sandbox import baseimage, trivydb
 from pipeline.sandbox.cache import cache_dir
 from pipeline.sandbox.registry import RegistryServer, free_port, start_registry, trust_in_docker
@@ -181,7 +182,9 @@ def _previous_port(folder: Path) -> int | None:
     state = folder / "registry.json"
     if not state.is_file():
         return None
-    port = int(json.loads(state.read_text())["host"].rsplit(":", 1)[1])
+    _, port = split_host(json.loads(state.read_text())["host"])
+    if port is None:
+        return free_port()
 
     with socket.socket() as sock:
         try:

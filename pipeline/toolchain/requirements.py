@@ -167,6 +167,14 @@ TOOLS: tuple[Tool, ...] = (
         purposes=("tests",),
     ),
     Tool(
+        name="git",
+        needed="any",
+        source="apt",
+        package="git",
+        version_argv=("git", "--version"),
+        hint="git",
+    ),
+    Tool(
         name="node",
         needed=">= 20",
         source="system",
@@ -180,3 +188,11 @@ TOOLS: tuple[Tool, ...] = (
 
 def tools_for(purpose: Purpose) -> tuple[Tool, ...]:
     return tuple(tool for tool in TOOLS if purpose in tool.purposes)
+
+
+def install_hint(executable: str) -> str:
+    """How to get a missing executable: what it is, the version needed and the install line."""
+    for tool in TOOLS:
+        if tool.name == executable:
+            return f"{tool.hint}, {tool.needed}: {tool.install_line} (`nox -s toolchain` on Debian)"
+    return f"install {executable}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline import refs
 from pipeline.errors import SpecError
 from pipeline.refs import (
     Digest,
@@ -286,3 +287,21 @@ def test_suggest_repository(text: str, close: str | None) -> None:
 )
 def test_suggest_host(text: str, close: str | None) -> None:
     assert suggest_host(text) == close
+
+
+@pytest.mark.parametrize(
+    ("host", "expected", "loopback"),
+    [
+        ("registry.example:5000", ("registry.example", 5000), False),
+        ("ghcr.io", ("ghcr.io", None), False),
+        ("127.0.0.1:5000", ("127.0.0.1", 5000), True),
+        ("localhost", ("localhost", None), True),
+        ("[::1]:5000", ("::1", 5000), True),
+        ("[::1]", ("::1", None), True),
+        ("[2001:db8::1]:443", ("2001:db8::1", 443), False),
+        ("::1", ("::1", None), True),
+    ],
+)
+def test_split_host(host: str, expected: tuple[str, int | None], loopback: bool) -> None:
+    assert refs.split_host(host) == expected
+    assert refs.is_loopback(host) is loopback
