@@ -18,8 +18,9 @@ from typing import Literal
 
 import pytest
 
-from tests.integration.conftest import Bench
-from tests.integration.release_repo import ReleaseRepo, clone_repo, make_repo
+from tests.support.bench import Bench
+from tests.support.ci_env import github_env
+from tests.support.release_repo import ReleaseRepo, clone_repo, make_repo
 
 REPOSITORY = "bad/input"  # the spec of every case names this repository: it must stay empty
 SECOND_REPOSITORY = "bad/input-two"  # the second image of the duplicate-name case
@@ -311,15 +312,7 @@ def origin(tmp_path_factory: pytest.TempPathFactory) -> ReleaseRepo:
 
 
 def _github_env(event_path: Path, sha: str) -> dict[str, str]:
-    return {
-        "GITHUB_ACTIONS": "true",
-        "GITHUB_EVENT_NAME": "push",
-        "GITHUB_REF": "refs/heads/main",
-        "GITHUB_REF_NAME": "main",
-        "GITHUB_REF_TYPE": "branch",
-        "GITHUB_SHA": sha,
-        "GITHUB_EVENT_PATH": str(event_path),
-    }
+    return github_env("push", "refs/heads/main", sha, event_path)
 
 
 def _pushed(bench: Bench) -> dict[str, list[str]]:

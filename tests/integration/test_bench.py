@@ -20,7 +20,7 @@ import pytest
 from pipeline.adapters.runner import Runner
 from pipeline.errors import AuthError
 from pipeline.sandbox.trivydb import PLANTED
-from tests.integration.conftest import Bench, key_pair
+from tests.support.bench import Bench, key_pair
 
 PLATFORMS = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
 DOCKERFILE = """\

@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.integration.conftest import Bench
-from tests.integration.release_repo import ReleaseRepo, clone_repo, make_repo, release_tags
+from tests.support.bench import Bench
+from tests.support.release_repo import ReleaseRepo, clone_repo, make_repo, release_tags
 
 PUBLISH_REFUSED = 9
 

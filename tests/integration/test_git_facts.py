@@ -13,6 +13,7 @@ import pytest
 
 from pipeline.adapters.git import read_git_facts
 from pipeline.errors import SpecError
+from tests.support.ci_env import github_env
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMIT_DATE = "1714557600 +0200"  # git internal format: 2024-05-01T10:00:00Z
@@ -172,16 +173,7 @@ def test_pipeline_tags_end_to_end_locally_and_in_ci(tmp_path: Path) -> None:
 
     event = tmp_path / "event.json"
     event.write_text('{"repository": {"default_branch": "main"}}')
-    github = {
-        **_clean_env(),
-        "GITHUB_ACTIONS": "true",
-        "GITHUB_EVENT_NAME": "push",
-        "GITHUB_REF": "refs/tags/v1.4.7",
-        "GITHUB_REF_NAME": "v1.4.7",
-        "GITHUB_REF_TYPE": "tag",
-        "GITHUB_SHA": sha,
-        "GITHUB_EVENT_PATH": str(event),
-    }
+    github = {**_clean_env(), **github_env("push", "refs/tags/v1.4.7", sha, event)}
     gitlab = {
         **_clean_env(),
         "GITLAB_CI": "true",

@@ -23,8 +23,9 @@ import pytest
 import yaml
 
 from pipeline.emit import GITHUB_FILE, github, pins
-from tests.integration.conftest import Bench
-from tests.integration.release_repo import ReleaseRepo, clone_project, release_tags
+from tests.support.bench import Bench
+from tests.support.ci_env import github_env
+from tests.support.release_repo import ReleaseRepo, clone_project, release_tags
 
 CONDITIONS = {
     github.IS_PUSH: lambda e: e.name == "push",
@@ -88,20 +89,13 @@ class Runner:
     def github_env(self, event: Event) -> dict[str, str]:
         payload = self.workdir / f"event-{event.name}.json"
         payload.write_text(json.dumps(event.payload))
-        ref_name = event.ref.split("/", 2)[-1]
-        return {
-            "GITHUB_ACTIONS": "true",
-            "CI": "true",
-            "GITHUB_EVENT_NAME": event.name,
-            "GITHUB_EVENT_PATH": str(payload),
-            "GITHUB_REF": event.ref,
-            "GITHUB_REF_NAME": ref_name,
-            "GITHUB_REF_TYPE": "tag" if event.ref.startswith("refs/tags/") else "branch",
-            "GITHUB_SHA": self.repo.head,
-            "GITHUB_SERVER_URL": "https://github.example",
-            "GITHUB_REPOSITORY": "acme/sample-app",
-            "GITHUB_STEP_SUMMARY": str(self.workdir / "summary.md"),
-        }
+        return github_env(
+            event.name,
+            event.ref,
+            self.repo.head,
+            payload,
+            GITHUB_STEP_SUMMARY=str(self.workdir / "summary.md"),
+        )
 
     def machine_env(self) -> dict[str, str]:
         """What the runner machine provides: PATH with its Python, trust in the registry's CA,

@@ -12,8 +12,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.integration.conftest import ROOT, Bench
-from tests.integration.release_repo import clone_project, release_tags
+from tests.support.bench import ROOT, Bench
+from tests.support.release_repo import clone_project, release_tags
 
 GITLAB_CI_LOCAL = ROOT / "node_modules" / "gitlab-ci-local" / "dist" / "index.js"
 

@@ -23,9 +23,9 @@ from pipeline.oci import digest_of
 from pipeline.retry import Attempt
 from pipeline.sandbox.registry import DOCKER_CERTS_DIR
 from pipeline.spec import RetryPolicy
-from tests.integration.conftest import Bench
-from tests.integration.release_repo import make_repo, release_tags
+from tests.support.bench import Bench
 from tests.support.faultproxy import Fault, FaultProxy, Request, Schedule, by_agent, tag_put
+from tests.support.release_repo import make_repo, release_tags
 
 # The proxy breaks TLS connections on purpose (half a body, then close; abort after forwarding).
 # asyncio may release such a socket only when it is garbage-collected after the proxy's loop has

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.adapters.registry import RegistryClient
-from tests.integration.conftest import Bench, key_pair
-from tests.integration.release_repo import ReleaseRepo, make_repo
+from tests.support.bench import Bench, key_pair
+from tests.support.ci_env import github_env
+from tests.support.release_repo import ReleaseRepo, make_repo
 
 RELEASE_TAGS = {"1.2.3", "1.2", "1", "latest"}
 
@@ -225,17 +226,7 @@ def test_pull_request_builds_and_scans_but_pushes_nothing(bench: Bench, tmp_path
     event.write_text(
         json.dumps({"pull_request": {"number": 7}, "repository": {"default_branch": "main"}})
     )
-    env = {
-        "GITHUB_ACTIONS": "true",
-        "GITHUB_EVENT_NAME": "pull_request",
-        "GITHUB_EVENT_PATH": str(event),
-        "GITHUB_REF": "refs/pull/7/merge",
-        "GITHUB_REF_NAME": "7/merge",
-        "GITHUB_REF_TYPE": "branch",
-        "GITHUB_SHA": repo.head,
-        "GITHUB_SERVER_URL": "https://github.example",
-        "GITHUB_REPOSITORY": "acme/sample-app",
-    }
+    env = github_env("pull_request", "refs/pull/7/merge", repo.head, event)
     result = _release(bench, repo, **env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "pull request context: nothing is pushed" in result.stderr

@@ -22,8 +22,8 @@ import pytest
 from pipeline.adapters.runner import Runner
 from pipeline.sandbox.local import provision
 from pipeline.sandbox.registry import start_registry, untrust_in_docker
-from tests.integration.conftest import Bench, key_pair
-from tests.integration.release_repo import make_repo
+from tests.support.bench import Bench, key_pair
+from tests.support.release_repo import make_repo
 
 
 def _canary(kind: str) -> str:

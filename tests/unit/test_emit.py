@@ -4,7 +4,6 @@ fan-out modes, keyless signing, determinism, and that committed files are curren
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -215,12 +214,9 @@ def test_gitlab_structure(loaded: LoadedSpec) -> None:
     assert "docker:" not in str(gl["default"]["image"]), "the job image is not docker:dind"
 
 
-def test_generation_is_deterministic_and_fast(loaded: LoadedSpec) -> None:
-    started = time.perf_counter()
+def test_generation_is_deterministic(loaded: LoadedSpec) -> None:
     one = generate(loaded, ROOT)
-    elapsed = time.perf_counter() - started
     assert one == generate(loaded, ROOT)
-    assert elapsed < 0.5
     assert all(
         text.startswith("# generated from sample-app/release.py; do not edit")
         for text in one.values()
