@@ -87,21 +87,29 @@ def doctor(session: nox.Session) -> None:
     session.run("python", "-m", "pipeline", "doctor")
 
 
+def _lint(session: nox.Session) -> None:
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")  # strict, over pipeline/, tests/, noxfile.py and benchmarks/
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The test command: bootstrap the toolchain, bring up the bench, run every test."""
-    _install(session, "test")
+    """The test command: ruff and mypy, then the toolchain and the bench, then every test.
+
+    With arguments (`-- tests/unit`) only pytest runs, with those arguments."""
+    _install(session, "test", "lint")
+    if not session.posargs:
+        _lint(session)
     session.run("python", "-m", "pipeline", "toolchain", "--root", str(ROOT))
     session.run("pytest", *session.posargs)
 
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff and mypy --strict on the package."""
+    """ruff (check and format) and mypy --strict, as the test command runs them."""
     _install(session, "lint")
-    session.run("ruff", "check", ".")
-    session.run("ruff", "format", "--check", "pipeline", "tests", "noxfile.py")
-    session.run("mypy")
+    _lint(session)
 
 
 @nox.session(python=PYTHON, default=False)

@@ -192,10 +192,19 @@ def test_release_survives_twenty_transient_faults(
     repo = make_repo(tmp_path / "repo", "faults/release")
     repo.tag("v1.0.0")
     client, cosign = by_agent("python-requests"), by_agent("cosign")
-    trivy_db = lambda r: "/trivy-db/" in r.path and r.method == "GET"  # noqa: E731  (Trivy's DB pull)
-    manifests = lambda r: "/manifests/" in r.path  # noqa: E731
-    blob_put = lambda r: r.method == "PUT" and "/blobs/" in r.path  # noqa: E731
-    manifest_put = lambda r: r.method == "PUT" and manifests(r)  # noqa: E731
+
+    def trivy_db(r: Request) -> bool:  # Trivy's DB pull
+        return "/trivy-db/" in r.path and r.method == "GET"
+
+    def manifests(r: Request) -> bool:
+        return "/manifests/" in r.path
+
+    def blob_put(r: Request) -> bool:
+        return r.method == "PUT" and "/blobs/" in r.path
+
+    def manifest_put(r: Request) -> bool:
+        return r.method == "PUT" and manifests(r)
+
     # Disjoint targets, each fault on every other (cosign: every third) request it matches, so a
     # retried request is never broken twice in a row whatever runs alongside: exactly 20 land.
     proxy.schedule.faults += [

@@ -193,7 +193,12 @@ class FaultProxy:
         assert self._runner is not None and self._runner.server is not None
         if self._tls is not None:
             readable = loop.create_future()
-            loop.add_reader(conn.fileno(), lambda: readable.done() or readable.set_result(None))
+
+            def ready() -> None:
+                if not readable.done():
+                    readable.set_result(None)
+
+            loop.add_reader(conn.fileno(), ready)
             try:
                 await asyncio.wait_for(readable, 30)
             except TimeoutError:

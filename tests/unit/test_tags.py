@@ -28,7 +28,7 @@ DEFAULT = TagPolicy()
 
 def facts(
     *, branch: str | None = None, head_tags: tuple[str, ...] = (), tags: tuple[str, ...] = ()
-):
+) -> GitFacts:
     return GitFacts(
         sha=SHA, commit_time=TIME, branch=branch, head_tags=head_tags, tags=tags + head_tags
     )
