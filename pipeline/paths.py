@@ -14,6 +14,8 @@ STATE = DIST / "state.json"  # what build/scan/sign hand to the next stage
 PLATFORM_STATES = DIST / "platforms"  # one state file per platform built by its own job
 SCAN_DIR = DIST / "scan"  # <image>/<os>-<arch>.{json,sarif,cdx.json}
 REPORT = DIST / "release.json"
+SUMMARY = DIST / "summary.md"  # the Markdown summary (also $GITHUB_STEP_SUMMARY on GitHub)
+PUBLIC_KEY = DIST / "cosign.pub"  # the public key this release verifies with (not a secret)
 DOTENV = DIST / "release.env"  # GitLab dotenv report: digest and tags for later jobs
 GITLAB_SCANNING_REPORT = DIST / "gl-container-scanning-report.json"
 

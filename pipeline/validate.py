@@ -52,6 +52,7 @@ PYTHON_VERSION = re.compile(r"3\.\d{1,2}")
 STAGE = re.compile(
     r"^[ \t]*FROM[ \t]+(?:--\S+[ \t]+)*\S+[ \t]+AS[ \t]+(\S+)[ \t]*$", re.IGNORECASE | re.MULTILINE
 )
+ARG = re.compile(r"^[ \t]*ARG[ \t]+([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE | re.MULTILINE)
 MAX_AFFIX = 64
 IMMUTABLE_LOOKING = re.compile(r"v?\d+\.\d+\.\d+([-+].*)?|sha-[0-9a-f]{4,40}")
 
@@ -193,6 +194,7 @@ def _check_build_inputs(image: Image, path: str) -> None:
 def _check_build_files(image: Image, path: str, base: Path) -> None:
     context_dir = _check_dir(image.context, f"{path}.context", base)
     dockerfile = _check_file(image.dockerfile, f"{path}.dockerfile", context_dir)
+    _check_base_image_arg(image, path, dockerfile)
     stages = _stages(dockerfile)
     if stages is None:
         return
@@ -206,6 +208,26 @@ def _check_build_files(image: Image, path: str, base: Path) -> None:
         if close is None:
             what += f" ({', '.join(known)})" if known else " (it names no stage with FROM … AS)"
         raise fail(f"{path}.{name}", value, what, close)
+
+
+def _check_base_image_arg(image: Image, path: str, dockerfile: Path) -> None:
+    """`base_image_arg` must be a build argument the Dockerfile declares (`ARG NAME[=default]`):
+    a name it does not declare would be passed to nothing, and the build would try the
+    Dockerfile's own base instead."""
+    if image.base_image_arg is None:
+        return
+    try:
+        text = dockerfile.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return
+    declared = sorted({m.group(1) for m in ARG.finditer(text)})
+    if image.base_image_arg in declared:
+        return
+    close = close_match(image.base_image_arg, declared)
+    what = f"a build argument {dockerfile.resolve()} declares"
+    if close is None:
+        what += f" ({', '.join(declared)})" if declared else " (it declares no ARG)"
+    raise fail(f"{path}.base_image_arg", image.base_image_arg, what, close)
 
 
 def refs_repository(value: str, path: str) -> None:

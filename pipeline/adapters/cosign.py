@@ -151,7 +151,10 @@ def parse_attestations(stdout: str) -> list[dict[str, Any]]:
 
 class Cosign:
     def __init__(self, runner: Runner) -> None:
-        self.runner = runner
+        # cosign reads every flag from COSIGN_<FLAG> as well: a COSIGN_KEY in the environment
+        # would silently turn a keyless signature into a key signature (and break a keyless
+        # verify). Only COSIGN_PASSWORD, which cosign reads for the key's password, is passed.
+        self.runner = runner.without("COSIGN_", keep=("COSIGN_PASSWORD",))
 
     def sign(self, ref: DigestRef, identity: Identity, annotations: Mapping[str, str]) -> None:
         self.runner.run(

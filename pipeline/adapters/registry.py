@@ -103,9 +103,12 @@ class RegistryClient:
         on_retry: Callable[[Attempt], None] | None = None,
         plain_http: bool | None = None,
         timeout: float = 60.0,
+        credentials_hint: str = "",
     ) -> None:
         self.host = host
         self.credentials = credentials
+        # Where the credentials come from, for a refusal's one line (the spec's variable names).
+        self.credentials_hint = credentials_hint or f"`docker login {host}`"
         self.retry = retry or RetryPolicy()
         self.on_retry = on_retry
         self.timeout = timeout
@@ -207,7 +210,7 @@ class RegistryClient:
             who = f"as {self.credentials.username}" if self.credentials else "without credentials"
             raise AuthError(
                 f"registry {self.host} refused {method} {path} {who} "
-                f"(HTTP {response.status_code}); check the registry credentials"
+                f"(HTTP {response.status_code}); check the credentials ({self.credentials_hint})"
             )
         raise RegistryError(
             f"registry {self.host}: {method} {path} answered HTTP {response.status_code}: "

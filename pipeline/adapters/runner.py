@@ -76,6 +76,11 @@ class Runner:
             env={**self.env, **extra}, echo=self.echo, retry=self.retry, on_retry=self.on_retry
         )
 
+    def without(self, prefix: str, *, keep: tuple[str, ...] = ()) -> Runner:
+        """A runner whose child environment lacks the variables starting with `prefix`."""
+        env = {k: v for k, v in self.env.items() if not k.startswith(prefix) or k in keep}
+        return Runner(env=env, echo=self.echo, retry=self.retry, on_retry=self.on_retry)
+
     def with_retry(
         self, policy: RetryPolicy, on_retry: Callable[[Attempt], None] | None = None
     ) -> Runner:

@@ -83,6 +83,8 @@ def run_stages(steps: Sequence[Step], options: Options) -> State:
         dist=options.dist,
         steps=frozenset(steps),
     ) as ws:
+        if "sign" in steps and ws.push:
+            _ = ws.signing  # the key is read and decrypted now, before anything is built
         path = state_path(ws, steps, options)
         if steps[0] in STARTS_STATE:
             state = State(commit=context.sha, version=tagset.version, context=context.to_json())
@@ -104,9 +106,9 @@ def run_stages(steps: Sequence[Step], options: Options) -> State:
 
 
 def where_to_look(ws: Workspace, state: State) -> None:
-    ui.step("where to look")
+    ui.step("where to look (from the project root)")
     ui.info(f"  registry: {ws.client.base_url}/v2/_catalog")
-    ui.info(f"  report:   {ws.path(paths.REPORT)}")
+    ui.info(f"  report:   {paths.REPORT}, {paths.SUMMARY}")
     for image in state.images.values():
         tag = next((t.name for t in image.tags if t.immutable), None)
         ref = f"{image.repository}:{tag}" if tag else image.digest_ref
@@ -115,7 +117,7 @@ def where_to_look(ws: Workspace, state: State) -> None:
             env.append(f"SSL_CERT_FILE={ws.runner.env['SSL_CERT_FILE']}")
         if "DOCKER_CONFIG" in ws.runner.env and ws.sandbox is not None:
             env.append(f"DOCKER_CONFIG={ws.runner.env['DOCKER_CONFIG']}")
-        argv = ["cosign", "verify", "--key", ws.identity.public_key or "cosign.pub"]
+        argv = ["cosign", "verify", "--key", str(paths.PUBLIC_KEY)]
         if not ws.identity.tlog:
             argv.append("--insecure-ignore-tlog=true")
         argv.append(ref)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pipeline import ui
+from pipeline import paths, ui
 from pipeline.adapters.cosign import signature_tag
 from pipeline.engine.verify import verify_digest
 from pipeline.engine.workspace import Workspace
@@ -48,12 +48,12 @@ def run_sign(ws: Workspace, state: State) -> None:
         )
     for image in todo:
         _sign_image(ws, image)
-    if ws.identity.public_key:
-        state.public_key = (
-            Path(ws.identity.public_key).read_text()
-            if Path(ws.identity.public_key).is_file()
-            else ws.identity.public_key
-        )
+    pem = ws.signing.public_key_pem
+    if pem:
+        state.public_key = pem
+        # Kept with the reports, so the printed `cosign verify --key dist/cosign.pub` works
+        # after the run (the run's scratch folder is gone by then).
+        ws.path(paths.PUBLIC_KEY).write_text(pem)
 
 
 def _sign_image(ws: Workspace, image: ImageState) -> None:

@@ -31,7 +31,9 @@ from pipeline.adapters.docker_cli import DockerCli
 from pipeline.adapters.registry import Credentials, RegistryClient, docker_config_credentials
 from pipeline.adapters.runner import Runner
 from pipeline.adapters.trivy import Trivy
-from pipeline.context import ReleaseContext, in_ci
+from pipeline.context import ReleaseContext
+from pipeline.engine import signing
+from pipeline.engine.signing import Signing
 from pipeline.errors import AuthError, SpecError
 from pipeline.plan import resolve_registry_host
 from pipeline.refs import split_host
@@ -44,16 +46,6 @@ from pipeline.specload import LoadedSpec
 from pipeline.tags import TagSet
 
 TRIVY_DEFAULT_DB_HOST = "mirror.gcr.io"
-
-
-@dataclass(frozen=True)
-class Signing:
-    """Who signs this run: the identity cosign signs and verifies with, the environment cosign
-    needs for it (COSIGN_PASSWORD), and whether the key is the sandbox's throw-away one."""
-
-    identity: Identity
-    cosign_env: dict[str, str] = field(default_factory=dict)
-    throwaway: bool = False
 
 
 @dataclass
@@ -78,7 +70,7 @@ class Workspace:
     def signing(self) -> Signing:
         """Resolved on first use: a build or scan never touches keys."""
         if self._signing is None:
-            self._signing = _signing(self.spec, self.environ, self.runner, self.scratch)
+            self._signing = signing.resolve(self.spec, self.environ, self.runner, self.scratch)
         return self._signing
 
     @property
@@ -131,6 +123,17 @@ def _credentials(spec: Spec, host: str, environ: Mapping[str, str]) -> Credentia
             f"registry.{'username_env' if not user else 'password_env'}: {missing} is not set"
         )
     return docker_config_credentials(host, environ)
+
+
+def credentials_hint(spec: Spec, host: str) -> str:
+    """Where this run's registry credentials come from, named for a refusal's error line."""
+    user_env, pass_env = spec.registry.username_env, spec.registry.password_env
+    if user_env and pass_env:
+        return (
+            f"{user_env} and {pass_env}, the spec's registry.username_env/password_env; "
+            f"unset, `docker login {host}`"
+        )
+    return f"`docker login {host}`, or name the variables in registry.username_env/password_env"
 
 
 def _check_login(spec: Spec, client: RegistryClient) -> None:
@@ -225,7 +228,11 @@ def open_workspace(
                 )
                 raise SpecError(f"{origin}: CA file {ca_file} does not exist")
             client = RegistryClient(
-                host, credentials=credentials, ca_file=ca_file, retry=spec.retry
+                host,
+                credentials=credentials,
+                ca_file=ca_file,
+                retry=spec.retry,
+                credentials_hint=credentials_hint(spec, host),
             )
             tool_env = {}
             if provisioned is not None and provisioned.ca_bundle is not None:
@@ -323,43 +330,3 @@ def _db_repository(
     if explicit:
         return explicit
     return provisioned.db_repository if provisioned else None
-
-
-def _key_reference(value: str, scratch: Path, name: str) -> str:
-    """A key given as PEM text (how CI secret stores hold it) becomes a private file; a path,
-    env:// or KMS reference is used as it is."""
-    if not value.lstrip().startswith("-----BEGIN"):
-        return value
-    path = scratch / name
-    path.write_text(value if value.endswith("\n") else value + "\n")
-    path.chmod(0o600)
-    return str(path)
-
-
-def _signing(spec: Spec, env: Mapping[str, str], runner: Runner, scratch: Path) -> Signing:
-    policy = spec.sign
-    register(env.get(policy.key_env))
-    if policy.keyless is not None:
-        token = env.get("SIGSTORE_ID_TOKEN")
-        register(token)
-        return Signing(Identity(keyless=policy.keyless, tlog=True))
-    key = _key_reference(env.get(policy.key_env, ""), scratch, "cosign.key")
-    public = _key_reference(env.get(policy.public_key_env, ""), scratch, "cosign.pub")
-    password = env.get("COSIGN_PASSWORD", "")
-    register(password)
-    if key:
-        cosign_env = {"COSIGN_PASSWORD": password}
-        if not public:
-            # Verify right after signing with the public half of the same key.
-            public = str(Cosign(runner).public_key(key, scratch / "cosign.pub", env=cosign_env))
-        return Signing(
-            Identity(key=key, public_key=public, tlog=policy.transparency_log), cosign_env
-        )
-    if policy.throwaway_key_when_unset and not in_ci(env):
-        pair = sandbox.throwaway_key(runner)
-        identity = Identity(
-            key=str(pair.key), public_key=str(pair.public_key), tlog=policy.transparency_log
-        )
-        return Signing(identity, {"COSIGN_PASSWORD": pair.password}, throwaway=True)
-    # No key: stages that sign fail with a clear line; build and scan do not need one.
-    return Signing(Identity(public_key=public or None, tlog=policy.transparency_log))

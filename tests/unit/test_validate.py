@@ -37,7 +37,9 @@ from pipeline.specload import load_spec
 from pipeline.validate import check_platform_arguments, check_types, validate
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCKERFILE = "FROM scratch AS base\nFROM base AS test\nFROM base AS runtime\n"
+DOCKERFILE = (
+    "ARG BASE_IMAGE=scratch\nFROM ${BASE_IMAGE} AS base\nFROM base AS test\nFROM base AS runtime\n"
+)
 PLATFORMS = (
     "linux/amd64, linux/arm64, linux/arm/v7, linux/arm/v6, linux/386, linux/ppc64le, "
     "linux/s390x, linux/riscv64"
@@ -437,6 +439,19 @@ CASES: list[Case] = [
         "retry-backoff-max-below-initial",
         "retry.max_backoff_seconds: 1.0 is not at least retry.initial_backoff_seconds (2.0)",
         spec=", retry=RetryPolicy(initial_backoff_seconds=2.0, max_backoff_seconds=1.0)",
+    ),
+    # the base image argument must be one the Dockerfile declares
+    Case(
+        "base-image-arg-not-declared",
+        "images[0].base_image_arg: 'BASE_IMAGES' is not a build argument {base}/Dockerfile "
+        "declares; did you mean 'BASE_IMAGE'?",
+        image=", base_image_arg='BASE_IMAGES'",
+    ),
+    Case(
+        "base-image-arg-nothing-close",
+        "images[0].base_image_arg: 'BASE' is not a build argument {base}/Dockerfile declares "
+        "(BASE_IMAGE)",
+        image=", base_image_arg='BASE'",
     ),
     # project and publishing
     Case(
