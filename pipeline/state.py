@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import SpecError, StateError
+from pipeline.gate import describe
 
 SCHEMA = 1
 
@@ -24,6 +25,13 @@ class ScanState:
     blocking: list[dict[str, Any]]
     unfixed_allowed: int
     reports: dict[str, dict[str, str]] = field(default_factory=dict)  # platform -> fmt -> path
+    # Findings the ignore file suppressed: id, package, severity, platform, statement, source.
+    suppressed: list[dict[str, str]] = field(default_factory=list)
+    # Where the vulnerability DB came from: source, digest, UpdatedAt, fixture (yes/no).
+    database: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        return describe(self.verdict, self.counts, self.unfixed_allowed, len(self.suppressed))
 
 
 @dataclass

@@ -46,6 +46,8 @@ def scan_argv(request: ScanRequest) -> list[str]:
         "--format",
         "json",
         "--list-all-pkgs",
+        # What the ignore file suppressed stays in the JSON, with its statement, for the report.
+        "--show-suppressed",
         "--output",
         str(request.output),
         "--platform",

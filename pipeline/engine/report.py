@@ -15,6 +15,7 @@ from rich.table import Table
 
 from pipeline import paths, ui
 from pipeline.engine.workspace import Workspace
+from pipeline.gate import describe
 from pipeline.state import State
 
 
@@ -57,11 +58,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "| --- | --- | --- | --- | --- |",
     ]
     for image in report["images"]:
-        scan = image.get("scan") or {}
-        counts = scan.get("counts") or {}
-        scan_text = (
-            f"{scan.get('verdict', '—')} (C {counts.get('CRITICAL', 0)}, H {counts.get('HIGH', 0)})"
-        )
+        scan_text = scan_line(image.get("scan") or {})
         tags = ", ".join(f"`{t['name']}`" for t in image.get("tags", [])) or "—"
         lines.append(
             f"| `{image['repository']}` | `{image.get('index_digest') or '—'}` | {tags} | "
@@ -91,22 +88,36 @@ def render_dotenv(report: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def scan_line(scan: Mapping[str, Any]) -> str:
+    if not scan:
+        return "not scanned"
+    return describe(
+        str(scan.get("verdict", "—")),
+        scan.get("counts") or {},
+        int(scan.get("unfixed_allowed") or 0),
+        len(scan.get("suppressed") or []),
+    )
+
+
 def summary_table(report: Mapping[str, Any]) -> Table:
-    table = Table(title=f"Release {report.get('version') or '(no version)'}")
-    for column in ("Image", "Digest", "Platforms", "Scan", "Signed", "Tags"):
-        table.add_column(column)
+    """One row per image, its facts one per line: repository and digest stay whole (folded,
+    never cut) at 80 columns. The full values are also in release.json."""
+    table = Table(title=f"Release {report.get('version') or '(no version)'}", show_lines=True)
+    table.add_column("Image", no_wrap=True)
+    table.add_column("Release", overflow="fold")
     for image in report["images"]:
-        scan = image.get("scan") or {}
-        counts = scan.get("counts") or {}
-        table.add_row(
-            image["repository"],
-            (image.get("index_digest") or "—")[:19] + "…",
-            ", ".join(sorted(image.get("platforms", {}))),
-            f"{scan.get('verdict', '—')}: C{counts.get('CRITICAL', 0)} H{counts.get('HIGH', 0)} "
-            f"M{counts.get('MEDIUM', 0)} L{counts.get('LOW', 0)}",
-            "yes" + (" (reused)" if image.get("reused") else "") if image.get("verified") else "no",
-            " ".join(t["name"] for t in image.get("tags", [])) or "—",
+        signed = (
+            "yes" + (" (reused)" if image.get("reused") else "") if image.get("verified") else "no"
         )
+        facts = {
+            "repository": image["repository"],
+            "digest": image.get("index_digest") or "—",
+            "platforms": ", ".join(sorted(image.get("platforms", {}))) or "—",
+            "scan": scan_line(image.get("scan") or {}),
+            "signed": signed,
+            "tags": " ".join(t["name"] for t in image.get("tags", [])) or "—",
+        }
+        table.add_row(image["name"], "\n".join(f"{k}: {v}" for k, v in facts.items()))
     return table
 
 

@@ -8,6 +8,7 @@ reports and the state are written, so CI still uploads them.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import shutil
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from rich.table import Table
 
 from pipeline import gate, oci, paths, ui
@@ -110,59 +112,83 @@ def run_scan(ws: Workspace, state: State) -> None:
     if ws.push:
         drop_pushed_layouts(state)
 
-    per_image: dict[str, list[tuple[Job, gate.Verdict]]] = {}
+    per_image: dict[str, list[tuple[Job, gate.Verdict, list[gate.Suppressed]]]] = {}
     all_findings: list[gate.Finding] = []
     for job, report in results:
         found = gate.findings(report, job.platform)
         all_findings.extend(found)
-        per_image.setdefault(job.image, []).append((job, gate.evaluate(found, ws.spec.scan)))
-    failed: list[gate.Finding] = []
+        verdict = gate.evaluate(found, ws.spec.scan)
+        hidden = gate.suppressed(report, job.platform)
+        per_image.setdefault(job.image, []).append((job, verdict, hidden))
+    failed: list[tuple[str, gate.Finding]] = []
     for name, verdicts in per_image.items():
         image = state.images[name]
         image.scan = _scan_state(verdicts, ws)
-        failed.extend(f for _, v in verdicts for f in v.blocking)
-        ui.info(f"  {name}: {image.scan.verdict} — {_counts_text(image.scan.counts)}")
+        failed.extend((name, f) for _, v, _ in verdicts for f in v.blocking)
+        ui.info(f"  {name}: {image.scan.describe()}")
     write_gitlab_report(ws.path(paths.GITLAB_SCANNING_REPORT), all_findings)
     if failed:
-        ui.table(findings_table(failed))
-        worst = failed[0]
+        expired = expired_ignores(ignore)
+        ui.table(findings_table(failed, expired))
+        name, worst = failed[0]
+        note = (
+            f"; its entry in {ws.spec.scan.ignore_file} expired on {expired[worst.id]}"
+            if worst.id in expired
+            else ""
+        )
         raise GateFailed(
             f"vulnerability gate: {len(failed)} finding(s) at {', '.join(ws.spec.scan.fail_on)} "
-            f"(worst: {worst.id} in {worst.package} {worst.installed} on {worst.platform}, "
-            f"fixed in {worst.fixed or 'no release yet'}); nothing was signed or tagged"
+            f"(worst: {worst.id} in {worst.package} {worst.installed} of {name} on "
+            f"{worst.platform}, fixed in {worst.fixed or 'no release yet'}{note}); "
+            "nothing was signed or tagged"
         )
 
 
-def _scan_state(verdicts: list[tuple[Job, gate.Verdict]], ws: Workspace) -> ScanState:
-    counts = gate.merge_counts(v for _, v in verdicts)
-    blocking = [b for _, v in verdicts for b in v.to_json()["blocking"]]
+def _scan_state(
+    verdicts: list[tuple[Job, gate.Verdict, list[gate.Suppressed]]], ws: Workspace
+) -> ScanState:
+    counts = gate.merge_counts(v for _, v, _ in verdicts)
+    blocking = [b for _, v, _ in verdicts for b in v.to_json()["blocking"]]
     reports = {
         job.platform: {
             fmt: str(job.path(fmt).relative_to(ws.dist.parent))
             for fmt in ("json", "sarif", "cyclonedx", "cosign-vuln")
             if job.path(fmt).exists()
         }
-        for job, _ in verdicts
+        for job, _, _ in verdicts
     }
     return ScanState(
         verdict="pass" if not blocking else "fail",
         counts=counts,
         blocking=blocking,
-        unfixed_allowed=sum(v.unfixed for _, v in verdicts),
+        unfixed_allowed=sum(v.unfixed for _, v, _ in verdicts),
         reports=reports,
+        suppressed=[s.to_json() for _, _, hidden in verdicts for s in hidden],
     )
 
 
-def _counts_text(counts: dict[str, int]) -> str:
-    return ", ".join(f"{sev} {counts.get(sev, 0)}" for sev in ("CRITICAL", "HIGH", "MEDIUM", "LOW"))
+def expired_ignores(ignore_file: Path | None) -> dict[str, str]:
+    """Entries of the ignore file past their `expired_at` (today, UTC): id -> date."""
+    if ignore_file is None or not ignore_file.is_file():
+        return {}
+    try:
+        document = yaml.safe_load(ignore_file.read_text())
+    except yaml.YAMLError:
+        return {}
+    return gate.expired_ignores(document, dt.datetime.now(dt.UTC).date())
 
 
-def findings_table(found: list[gate.Finding]) -> Table:
+def findings_table(found: list[tuple[str, gate.Finding]], expired: dict[str, str]) -> Table:
     table = Table(title="Findings that block the release", show_lines=False)
-    for column in ("Severity", "ID", "Package", "Installed", "Fixed in", "Platform"):
-        table.add_column(column)
-    for f in found:
-        table.add_row(f.severity, f.id, f.package, f.installed, f.fixed or "—", f.platform)
+    for column in ("Image", "Platform", "Severity", "ID", "Package", "Installed", "Fixed in"):
+        table.add_column(column, overflow="fold")
+    if expired:
+        table.add_column("Note", overflow="fold")
+    for image, f in found:
+        row = [image, f.platform, f.severity, f.id, f.package, f.installed, f.fixed or "—"]
+        if expired:
+            row.append(f"ignore entry expired {expired[f.id]}" if f.id in expired else "")
+        table.add_row(*row)
     return table
 
 

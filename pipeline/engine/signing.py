@@ -74,7 +74,11 @@ def _pem(text: str) -> str:
     return "".join(text.split())
 
 
-def resolve(spec: Spec, env: Mapping[str, str], runner: Runner, scratch: Path) -> Signing:
+def resolve(
+    spec: Spec, env: Mapping[str, str], runner: Runner, scratch: Path, *, signs: bool
+) -> Signing:
+    """The run's signing identity. `signs`: the run signs (the key must decrypt and match the
+    public key); otherwise it only verifies, and a public key alone is enough."""
     policy = spec.sign
     key_value = env.get(policy.key_env, "")
     if is_pem(key_value):
@@ -92,11 +96,11 @@ def resolve(spec: Spec, env: Mapping[str, str], runner: Runner, scratch: Path) -
         for name, value in ((KEY_VARIABLE, key_value), (PUBLIC_KEY_VARIABLE, public_value))
         if is_pem(value)
     }
-    if key:
+    if key and (signs or not public):
         cosign_env = {PASSWORD_ENV: password, **pem_env}
         derived = _decrypt(Cosign(runner), key, cosign_env, scratch, policy.key_env)
         given = public_value if is_pem(public_value) else _read(public)
-        if given is not None and _pem(given) != _pem(derived):
+        if signs and given is not None and _pem(given) != _pem(derived):
             raise SpecError(
                 f"{policy.public_key_env}: not the public half of the key in {policy.key_env} "
                 "(verification would fail after signing); set the matching public key or unset it"
@@ -107,7 +111,7 @@ def resolve(spec: Spec, env: Mapping[str, str], runner: Runner, scratch: Path) -
             tlog=policy.transparency_log,
         )
         return Signing(identity, cosign_env, public_key_pem=derived)
-    if policy.throwaway_key_when_unset and not in_ci(env):
+    if not key and policy.throwaway_key_when_unset and not in_ci(env):
         pair = sandbox.throwaway_key(runner)
         identity = Identity(
             key=str(pair.key), public_key=str(pair.public_key), tlog=policy.transparency_log

@@ -63,6 +63,7 @@ class Workspace:
     db_repository: str | None
     base_image: str | None  # the built-in base when the default cannot be pulled
     sandbox: sandbox.Provisioned | None = None
+    signs: bool = False  # the run signs (else it only verifies with the public key)
     retries: list[Attempt] = field(default_factory=list)
     _signing: Signing | None = None
 
@@ -70,7 +71,9 @@ class Workspace:
     def signing(self) -> Signing:
         """Resolved on first use: a build or scan never touches keys."""
         if self._signing is None:
-            self._signing = signing.resolve(self.spec, self.environ, self.runner, self.scratch)
+            self._signing = signing.resolve(
+                self.spec, self.environ, self.runner, self.scratch, signs=self.signs
+            )
         return self._signing
 
     @property
@@ -277,6 +280,7 @@ def open_workspace(
                 or (provisioned.base_image if provisioned and need_base_fallback else None)
             ),
             sandbox=provisioned,
+            signs="sign" in steps,
         )
         workspace.client.on_retry = workspace.note_retry
         workspace.runner.on_retry = workspace.note_retry
