@@ -326,18 +326,22 @@ def _relative(loaded: LoadedSpec, path: Any) -> str:
 
 
 def enforce(
-    loaded: LoadedSpec, build_args: Mapping[str, Mapping[str, str]] | None = None
+    loaded: LoadedSpec,
+    build_args: Mapping[str, Mapping[str, str]] | None = None,
+    *,
+    stdout: bool = False,
 ) -> Report:
-    """Run the checks, print them, and stop the release on any error-level finding."""
+    """Run the checks, print them (on stdout for `pipeline preflight`, whose result they are),
+    and stop the release on any error-level finding."""
 
     report = run_preflight(loaded, build_args)
     if report.findings:
         table = Table(title="Preflight")
         for column in ("Level", "Check", "Image", "Where", "Finding"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for f in report.findings:
             table.add_row(f.level, f.check, f.image, f.where, f.message)
-        ui.table(table)
+        ui.table(table, stdout=stdout)
     if report.errors:
         first = report.errors[0]
         raise GateFailed(

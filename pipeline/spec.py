@@ -94,7 +94,8 @@ class Image:
     platforms: tuple[str, ...] = ("linux/amd64", "linux/arm64")
     description: str = ""
     licenses: str = ""
-    # A command run in a container of the built image as a smoke test (per platform).
+    # A command (argv) run in a container of the built image on every platform as a smoke test.
+    # It runs as given: its first word replaces the image's ENTRYPOINT.
     smoke_test: tuple[str, ...] = ()
 
 

@@ -19,6 +19,8 @@ from pipeline import operation
 from pipeline.secrets import redact
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
+# What a command reports as its result (`pipeline preflight`'s findings), for scripts and pipes.
+out = Console(highlight=False, soft_wrap=True)
 
 
 def info(message: str) -> None:
@@ -46,8 +48,8 @@ def command(argv_text: str) -> None:
     console.print(f"[dim]+ {escape(argv_text)}[/]")
 
 
-def table(tbl: Table) -> None:
-    console.print(tbl)
+def table(tbl: Table, *, stdout: bool = False) -> None:
+    (out if stdout else console).print(tbl)
 
 
 def emit_stdout(text: str) -> None:

@@ -81,11 +81,19 @@ def info() -> EngineInfo:
 
 
 def run_container(image: str, command: list[str], *, platform: str, timeout: int = 120) -> str:
-    """Run `command` in a throwaway container of `image` for `platform`; return its output."""
+    """Run exactly `command` (argv) in a throwaway container of `image` for `platform`: its first
+    word replaces the image's ENTRYPOINT, so an image with an entrypoint runs the same command.
+    Returns the output."""
     c = client(timeout=timeout)
     try:
         output = c.containers.run(
-            image, command, platform=platform, remove=True, stdout=True, stderr=True
+            image,
+            command[1:],
+            entrypoint=command[:1],
+            platform=platform,
+            remove=True,
+            stdout=True,
+            stderr=True,
         )
     except docker.errors.ContainerError as exc:
         stderr = exc.stderr.decode("utf-8", "replace") if isinstance(exc.stderr, bytes) else ""

@@ -23,6 +23,14 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument(
         "--strict", action="store_true", help="exit non-zero when anything is missing"
     )
+    parser.add_argument(
+        "--for",
+        dest="purpose",
+        choices=("release", "local", "tests"),
+        default="local",
+        help="count what this purpose needs: any release, a release on this machine with the "
+        "built-in registry (default), or this project's test suite",
+    )
 
 
 def tool_row(tool: Tool, runner: Runner) -> tuple[str, str, str, bool]:
@@ -106,8 +114,12 @@ def run(args: argparse.Namespace) -> int:
     problems = 0
     for tool in TOOLS:
         path, version, needed, ok = tool_row(tool, runner)
-        problems += not ok
-        tools.add_row(tool.name, path, version, needed, "yes" if ok else "[red]no[/]")
+        counted = args.purpose in tool.purposes
+        problems += counted and not ok
+        state = (
+            "yes" if ok else ("[red]no[/]" if counted else f"no ({', '.join(tool.purposes)} only)")
+        )
+        tools.add_row(tool.name, path, version, needed, state)
     ui.table(tools)
     checks = Table(title="Multi-platform builds")
     for column in ("Check", "State", "OK"):

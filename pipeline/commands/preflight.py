@@ -14,5 +14,5 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
-    enforce(load(getattr(args, "spec", None)))
+    enforce(load(getattr(args, "spec", None)), stdout=True)
     return 0

@@ -22,7 +22,7 @@ from pathlib import Path
 from pipeline.adapters.cosign import Cosign, Identity
 from pipeline.adapters.runner import Runner
 from pipeline.context import in_ci
-from pipeline.errors import CommandError, SpecError
+from pipeline.errors import CommandError, SpecError, last_line
 from pipeline.sandbox import local as sandbox
 from pipeline.secrets import register
 from pipeline.spec import Spec
@@ -144,7 +144,8 @@ def _decrypt(
     try:
         cosign.public_key(key, out, env=cosign_env)
     except CommandError as exc:
-        reason = exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else exc.message
+        reason = last_line(exc.stderr).removeprefix("error during command execution: ")
+        reason = reason or exc.message
         if "decrypt" in reason:
             raise SpecError(
                 f"{PASSWORD_ENV}: does not decrypt the signing key in {variable} ({reason}); "

@@ -130,11 +130,11 @@ def test_canaries_appear_nowhere_in_passing_and_failing_releases(
         expect=7,
         PIPELINE_REGISTRY_PASSWORD=canaries.wrong_registry_password,
     )
-    # 3. cosign cannot decrypt the key with a wrong password
+    # 3. cosign cannot decrypt the key with a wrong password: refused before anything is built
     run(
         "wrong cosign password",
         "release",
-        expect=4,
+        expect=2,
         COSIGN_PASSWORD=canaries.wrong_cosign_password,
     )
     # 4. the gate blocks (the planted CRITICAL is no longer accepted)
@@ -164,4 +164,7 @@ def test_canaries_appear_nowhere_in_passing_and_failing_releases(
     # The secrets were really in play: the failures name the stage, with the value masked.
     stderr = {label: result.stderr for label, result in outputs}
     assert "PIPELINE_REGISTRY_PASSWORD" in stderr["wrong registry password"]
-    assert "cosign" in stderr["wrong cosign password"].lower()
+    assert "error: COSIGN_PASSWORD: does not decrypt the signing key in COSIGN_KEY" in (
+        stderr["wrong cosign password"]
+    )
+    assert "buildx" not in stderr["wrong cosign password"], "refused before any build"

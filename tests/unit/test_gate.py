@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
 
-from pipeline.gate import evaluate, findings, merge_counts
+from pipeline.gate import describe, evaluate, expired_ignores, findings, merge_counts, suppressed
 from pipeline.spec import ScanPolicy
 
 
@@ -94,3 +95,77 @@ def test_verdict_json() -> None:
         "severity": "CRITICAL",
         "platform": "linux/amd64",
     }
+
+
+def test_suppressed_findings_keep_their_statement() -> None:
+    report = {
+        "Results": [
+            {
+                "Vulnerabilities": [],
+                "ExperimentalModifiedFindings": [
+                    {
+                        "Type": "vulnerability",
+                        "Status": "ignored",
+                        "Statement": "not reachable in our use",
+                        "Source": ".trivyignore.yaml",
+                        "Finding": {
+                            "VulnerabilityID": "CVE-9",
+                            "PkgName": "bash",
+                            "Severity": "critical",
+                        },
+                    },
+                    {"Type": "secret", "Finding": {"RuleID": "aws"}},
+                ],
+            }
+        ]
+    }
+    (only,) = suppressed(report, "linux/arm64")
+    assert only.to_json() == {
+        "id": "CVE-9",
+        "package": "bash",
+        "severity": "CRITICAL",
+        "platform": "linux/arm64",
+        "statement": "not reachable in our use",
+        "source": ".trivyignore.yaml",
+    }
+
+
+def test_expired_ignore_entries() -> None:
+    document = {
+        "vulnerabilities": [
+            {"id": "CVE-OLD", "expired_at": dt.date(2026, 1, 31)},
+            {"id": "CVE-TEXT", "expired_at": "2025-06-01"},
+            {"id": "CVE-TODAY", "expired_at": "2026-12-02"},  # still valid on its day
+            {"id": "CVE-LATER", "expired_at": "2027-01-01"},
+            {"id": "CVE-FOREVER"},
+            "not an entry",
+        ]
+    }
+    assert expired_ignores(document, dt.date(2026, 12, 2)) == {
+        "CVE-OLD": "2026-01-31",
+        "CVE-TEXT": "2025-06-01",
+    }
+    assert expired_ignores(None, dt.date(2026, 12, 2)) == {}
+
+
+@pytest.mark.parametrize(
+    ("unfixed", "hidden", "line"),
+    [
+        (0, 0, "pass: CRITICAL 0, HIGH 4, MEDIUM 0, LOW 1"),
+        (
+            4,
+            0,
+            "pass: CRITICAL 0, HIGH 4, MEDIUM 0, LOW 1 "
+            "(4 unfixed at a failing severity, allowed by ignore_unfixed)",
+        ),
+        (
+            4,
+            2,
+            "pass: CRITICAL 0, HIGH 4, MEDIUM 0, LOW 1 (4 unfixed at a failing severity, "
+            "allowed by ignore_unfixed; 2 suppressed by the ignore file)",
+        ),
+    ],
+)
+def test_describe_says_what_was_let_through(unfixed: int, hidden: int, line: str) -> None:
+    counts = {"CRITICAL": 0, "HIGH": 4, "MEDIUM": 0, "LOW": 1}
+    assert describe("pass", counts, unfixed, hidden) == line

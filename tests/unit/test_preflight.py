@@ -178,3 +178,13 @@ def test_sample_app_passes_with_warnings_only() -> None:
     assert {f.check for f in report.warnings} == {"base_pinned_by_digest"}
     pinned = {"sample-app": {"BASE_IMAGE": "127.0.0.1:1/base@sha256:" + "d" * 64}}
     assert run_preflight(load_spec(ROOT / "sample-app" / "release.py"), pinned).findings == ()
+
+
+def test_the_preflight_command_reports_on_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline import cli
+
+    assert cli.main(["preflight", "--spec", str(ROOT / "sample-app" / "release.py")]) == 0
+    out, err = capsys.readouterr()
+    assert "Preflight" in out and "warning" in out  # the findings are the result
+    assert "Preflight" not in err
+    assert "warning(s), no errors" in err
