@@ -29,7 +29,7 @@ from pipeline.adapters.runner import Runner
 from pipeline.oci import digest_of
 from tests.integration.conftest import Bench
 from tests.support.oidc import GITLAB_HOST, Kind
-from tests.support.sigstore import SigstoreBench, clean_env, identity_of
+from tests.support.sigstore import SigstoreBench
 
 NO_MATCH = "no matching signatures"
 CERT_ANNOTATION = "dev.sigstore.cosign/certificate"
@@ -103,7 +103,7 @@ def _cosign(
 ) -> subprocess.CompletedProcess[str]:
     """cosign against both benches: the registry's CA and login, the Fulcio root, no ambient
     OIDC token but the ones given in `env`."""
-    full = {**clean_env(bench.env()), **sigstore.env(), **env, "PATH": Runner().env["PATH"]}
+    full = {**sigstore.cosign_env(bench.env()), **env, "PATH": Runner().env["PATH"]}
     return subprocess.run(
         ["cosign", *args], env=full, capture_output=True, text=True, timeout=120, check=False
     )
@@ -294,7 +294,7 @@ def test_github_workflow_signature_verifies_with_its_extensions(
     bench: Bench, sigstore: SigstoreBench, github_signed: str
 ) -> None:
     identity = "https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1.2.3"
-    assert identity_of(sigstore.oidc.claims("github", **GITHUB)) == identity
+    assert sigstore.identity("github", **GITHUB) == identity
     result = _verify(
         bench,
         sigstore,
@@ -409,7 +409,7 @@ def gitlab_signed(bench: Bench, sigstore: SigstoreBench) -> str:
 def test_gitlab_pipeline_signature_verifies_with_its_extensions(
     bench: Bench, sigstore: SigstoreBench, gitlab_signed: str
 ) -> None:
-    assert identity_of(sigstore.oidc.claims("gitlab", **GITLAB)) == GITLAB_IDENTITY
+    assert sigstore.identity("gitlab", **GITLAB) == GITLAB_IDENTITY
     _passes(_verify(bench, sigstore, gitlab_signed, GITLAB_IDENTITY, "gitlab"), gitlab_signed)
     (cert,) = _certificates(bench, gitlab_signed)
     assert _san(cert) == [GITLAB_IDENTITY]
@@ -477,13 +477,13 @@ def test_fulcios_dedicated_ci_types_accept_loopback_issuers(
     with SigstoreBench(folder, binary=sigstore.binary, ci_types="dedicated") as dedicated:
         cases: tuple[tuple[Kind, dict[str, Any]], ...] = (("github", GITHUB), ("gitlab", GITLAB))
         for kind, claims in cases:
-            env = {**clean_env(dict(os.environ)), **dedicated.env(dedicated.token(kind, **claims))}
+            env = dedicated.cosign_env(os.environ, dedicated.token(kind, **claims))
             bundle = folder / f"{kind}.bundle"
             signed = _run_cosign(
                 ["sign-blob", *dedicated.sign_flags(), "--bundle", str(bundle), str(blob)], env
             )
             assert signed.returncode == 0, signed.stderr[-2000:]
-            identity = identity_of(dedicated.oidc.claims(kind, **claims))
+            identity = dedicated.identity(kind, **claims)
             verify = [
                 "verify-blob",
                 *dedicated.verify_flags(identity, kind),
@@ -523,3 +523,23 @@ def test_the_fulcio_build_is_cached_and_keyed(sigstore: SigstoreBench) -> None:
     facts = json.loads((binary.parent / "build.json").read_text())
     assert facts["key"] == recipe_key()
     assert facts["size_bytes"] == binary.stat().st_size  # the whole file, renamed into place
+
+
+def test_cosign_key_in_the_environment_turns_keyless_signing_into_key_signing(
+    bench: Bench, sigstore: SigstoreBench
+) -> None:
+    """cosign reads each flag from COSIGN_<FLAG> as well: with COSIGN_KEY set (the product's
+    own variable name), a keyless `cosign sign` signs with that key and asks Fulcio for nothing.
+    Why `clean_env` drops COSIGN_* and what the product must do before keyless signing."""
+    ref = _tiny_image(bench, "sigstore/stray-key")
+    token = sigstore.token("email", email="dave@example.com")
+    result = _cosign(
+        bench, sigstore, "sign", *sigstore.sign_flags(), ref,
+        SIGSTORE_ID_TOKEN=token, COSIGN_KEY=str(bench.cosign_key),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Retrieving signed certificate" not in result.stderr
+    assert _certificates(bench, ref) == [] and len(_signature_layers(bench, ref)) == 1
+    key_verify = ["verify", "--key", str(bench.cosign_pub), "--insecure-ignore-tlog"]
+    _passes(_cosign(bench, sigstore, *key_verify, "--output", "json", ref), ref)
+    _refused(_verify(bench, sigstore, ref, "dave@example.com", "email"))
