@@ -15,6 +15,7 @@ from pipeline.sandbox.local import provision
 from pipeline.sandbox.registry import start_registry, untrust_in_docker
 from pipeline.secrets import register
 from tests.support.bench import Bench, key_pair, require_tools
+from tests.support.sigstore import sigstore  # noqa: F401  (a fixture for the keyless tests)
 
 
 @pytest.fixture(scope="session")
