@@ -164,7 +164,8 @@ def test_canaries_appear_nowhere_in_passing_and_failing_releases(
     # The secrets were really in play: the failures name the stage, with the value masked.
     stderr = {label: result.stderr for label, result in outputs}
     assert "PIPELINE_REGISTRY_PASSWORD" in stderr["wrong registry password"]
-    assert "error: COSIGN_PASSWORD: does not decrypt the signing key in COSIGN_KEY" in (
-        stderr["wrong cosign password"]
+    assert (
+        "error: COSIGN_PASSWORD: does not decrypt the signing key in COSIGN_KEY"
+        in (stderr["wrong cosign password"])
     )
     assert "buildx" not in stderr["wrong cosign password"], "refused before any build"
