@@ -18,6 +18,9 @@ SUMMARY = DIST / "summary.md"  # the Markdown summary (also $GITHUB_STEP_SUMMARY
 PUBLIC_KEY = DIST / "cosign.pub"  # the public key this release verifies with (not a secret)
 DOTENV = DIST / "release.env"  # GitLab dotenv report: digest and tags for later jobs
 GITLAB_SCANNING_REPORT = DIST / "gl-container-scanning-report.json"
+# The hash-locked requirements generated CI installs the tool from (`pipeline workflows` writes
+# it at the project root, beside the spec's CI files).
+LOCK_FILE = PurePosixPath("pipeline.lock")
 
 
 def platform_slug(platform: str) -> str:

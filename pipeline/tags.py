@@ -112,6 +112,32 @@ def is_immutable_name(policy: TagPolicy, name: str) -> bool:
     )
 
 
+def version_tag_names(policy: TagPolicy, version: str) -> tuple[str, ...]:
+    """The immutable tags a release of `version` is published under (`1.2.3`, `v1.2.3`…):
+    every full-version rule of the policy, with its prefix and suffix."""
+    parsed = parse_version(version)
+    if parsed is None:
+        return ()
+    values = {
+        "version": _version_text(parsed),
+        "major": str(parsed.major),
+        "minor": str(parsed.minor),
+        "patch": str(parsed.patch),
+    }
+    rules = policy.rules if policy.rules is not None else DEFAULT_RULES
+    names: list[str] = []
+    for rule in rules:
+        if not isinstance(rule, SemverTag):
+            continue
+        used = {m.group(1) for m in PLACEHOLDER.finditer(rule.pattern)}
+        if "raw" in used or not used & {"version", "patch"}:
+            continue
+        name = f"{policy.prefix}{fill(rule.pattern, values)}{policy.suffix}"
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
 # --- compute -----------------------------------------------------------------------------------
 
 

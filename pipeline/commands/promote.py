@@ -1,7 +1,11 @@
-"""`pipeline promote --tag T [--digest D]`: verify a digest, then point a floating tag at it.
+"""`pipeline promote --tag T [--version V | --digest D] [--image NAME…]`: move a floating tag to
+a published release.
 
-Used for the production promotion (the digest from dist/state.json) and for rollbacks (an earlier
-verified digest). Immutable tags (versions, sha-…) are refused: they never move.
+Without `--version` or `--digest`, the release of this run (dist/state.json) is promoted: every
+image of the set, or the images named. A rollback names an earlier `--version` (or one image's
+`--digest`). Only a digest that one of the spec's version tags points at in the registry, and
+that verifies, is a target; the tags move once every image verified. Immutable tags (versions,
+sha-…) are refused: they never move.
 """
 
 from __future__ import annotations
@@ -16,19 +20,25 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
         "--tag", required=True, help="the floating tag to move (e.g. production, latest)"
     )
     parser.add_argument(
-        "--digest",
-        help="sha256:… to point it at (default: this run's release from dist/state.json)",
+        "--version",
+        help="the released version to point it at (a rollback; default: this run's release)",
     )
-    parser.add_argument("--image", help="which image of the spec (default: the only one)")
+    parser.add_argument("--digest", help="sha256:… of one image's published release (with --image)")
+    parser.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        help="an image of the spec (repeatable; default: every image of the release)",
+    )
     parser.add_argument("--registry", metavar="HOST[:PORT]", help="instead of the spec's registry")
 
 
 def run(args: argparse.Namespace) -> int:
-
     promote_tag(
         tag=args.tag,
         digest=args.digest,
-        image_name=args.image,
+        version=args.version,
+        image_names=args.image,
         spec=getattr(args, "spec", None),
         registry=args.registry,
     )

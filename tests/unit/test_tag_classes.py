@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.spec import ShaTag, TagPolicy
-from pipeline.tags import is_immutable_name
+from pipeline.spec import SemverTag, ShaTag, TagPolicy
+from pipeline.tags import is_immutable_name, version_tag_names
 
 DEFAULT = TagPolicy()
 CUSTOM = TagPolicy(prefix="app-", suffix="-slim", rules=(ShaTag(prefix="git-", length=10),))
@@ -36,3 +36,20 @@ CUSTOM = TagPolicy(prefix="app-", suffix="-slim", rules=(ShaTag(prefix="git-", l
 )
 def test_immutable_classes(policy: TagPolicy, name: str, immutable: bool) -> None:
     assert is_immutable_name(policy, name) is immutable
+
+
+@pytest.mark.parametrize(
+    ("policy", "names"),
+    [
+        (TagPolicy(), ("1.2.3",)),
+        (TagPolicy(prefix="web-"), ("web-1.2.3",)),
+        (
+            TagPolicy(rules=(SemverTag(pattern="v{{version}}"), SemverTag(pattern="{{major}}"))),
+            ("v1.2.3",),
+        ),
+        (TagPolicy(rules=(SemverTag(pattern="{{major}}.{{minor}}.{{patch}}"),)), ("1.2.3",)),
+    ],
+)
+def test_version_tag_names(policy: TagPolicy, names: tuple[str, ...]) -> None:
+    assert version_tag_names(policy, "1.2.3") == names
+    assert version_tag_names(policy, "not-a-version") == ()
