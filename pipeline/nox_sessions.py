@@ -45,8 +45,6 @@ from pipeline.stages import STAGES
 
 DISTRIBUTION = "pipeline-release"
 REQUIREMENT = f"{DISTRIBUTION}[tools]=={__version__}"
-# What a noxfile adds to get the sessions (`pipeline init` prints them for an existing noxfile).
-NOXFILE_LINES = ("from pipeline.nox_sessions import register", "register()")
 # Verbs that are sessions besides the stages: dry runs, generated CI, the machine.
 EXTRA_VERBS = ("plan", "tags", "workflows", "toolchain", "doctor")
 STAMP = ".pipeline-install"  # in a session venv: what was installed into it

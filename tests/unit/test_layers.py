@@ -55,6 +55,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "pipeline.state",
             "pipeline.preflight",
             "pipeline.emit",
+            "pipeline.adopt",
         ),
     ),
     ("adapters", ("pipeline.adapters",)),

@@ -12,6 +12,7 @@ import nox.registry
 import pytest
 
 from pipeline import __version__, nox_sessions, stages
+from pipeline.adopt.render import NOXFILE_LINES
 from pipeline.emit import github, gitlab
 from pipeline.specload import load_spec
 from tests.unit.test_stages import _run_lines
@@ -97,7 +98,7 @@ def test_pinned_installs_the_lock_when_present_else_this_exact_version(tmp_path:
 
 
 def test_noxfile_lines_are_what_a_noxfile_runs() -> None:
-    tree = ast.parse("\n".join(nox_sessions.NOXFILE_LINES))
+    tree = ast.parse("\n".join(NOXFILE_LINES))
     assert (
         isinstance(tree.body[0], ast.ImportFrom) and tree.body[0].module == "pipeline.nox_sessions"
     )
