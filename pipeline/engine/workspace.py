@@ -10,6 +10,9 @@ Resolution rules (documented in the README):
   outside CI, a throwaway key pair kept with the built-in registry (said loudly);
 - base image: PIPELINE_BASE_IMAGE, else the Dockerfile's default, else (when that base's registry
   does not resolve: an offline machine) the built-in base;
+- Docker Hub names: a build for the built-in registry on an offline machine whose Dockerfiles
+  use `debian:bookworm[-slim]` gets the sandbox's locally built stand-ins (`hubmirror`), so
+  such a FROM needs no build argument;
 - Trivy DB: PIPELINE_TRIVY_DB_REPOSITORY, then the spec, else Trivy's default, else (offline) the
   built-in fixture DB.
 """
@@ -36,8 +39,10 @@ from pipeline.engine import signing
 from pipeline.engine.signing import Signing
 from pipeline.errors import AuthError, SpecError
 from pipeline.plan import resolve_registry_host
+from pipeline.preflight import parse_stages
 from pipeline.refs import split_host
 from pipeline.retry import Attempt
+from pipeline.sandbox import hubmirror
 from pipeline.sandbox import local as sandbox
 from pipeline.sandbox.cache import cache_dir
 from pipeline.secrets import register
@@ -46,6 +51,7 @@ from pipeline.specload import LoadedSpec
 from pipeline.tags import TagSet
 
 TRIVY_DEFAULT_DB_HOST = "mirror.gcr.io"
+DOCKER_HUB = "registry-1.docker.io"
 
 
 @dataclass
@@ -162,19 +168,26 @@ def resolves(host: str) -> bool:
     return True
 
 
-def default_base_host(dockerfile: Path, arg: str) -> str | None:
-    """The registry of an ARG's default (`ARG BASE_IMAGE=python:3.12-slim`: docker.io)."""
+def default_base(dockerfile: Path, arg: str) -> str | None:
+    """An ARG's default in the Dockerfile (`ARG BASE_IMAGE=python:3.12-slim`)."""
     if not dockerfile.is_file():
         return None
     for line in dockerfile.read_text().splitlines():
         text = line.strip()
         if text.upper().startswith("ARG ") and text[4:].strip().startswith(f"{arg}="):
-            ref = text[4:].strip().split("=", 1)[1].strip().strip('"')
-            first = ref.split("/", 1)[0]
-            if "/" in ref and ("." in first or ":" in first or first == "localhost"):
-                return first
-            return "registry-1.docker.io"
+            return text[4:].strip().split("=", 1)[1].strip().strip('"')
     return None
+
+
+def default_base_host(dockerfile: Path, arg: str) -> str | None:
+    """The registry of an ARG's default (`ARG BASE_IMAGE=python:3.12-slim`: docker.io)."""
+    ref = default_base(dockerfile, arg)
+    if ref is None:
+        return None
+    first = ref.split("/", 1)[0]
+    if "/" in ref and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return DOCKER_HUB
 
 
 @contextlib.contextmanager
@@ -197,18 +210,18 @@ def open_workspace(
     spec = loaded.spec
     host = resolve_registry_host(spec, registry_override, env)
     base_runner = Runner(env=env)
-    need_base_fallback = "build" in steps and _needs_local_base(loaded, env)
+    hub = _hub_tags(loaded, host, steps)
+    need_base_fallback = "build" in steps and _needs_local_base(loaded, env, hub_served=bool(hub))
     need_db_fallback = "scan" in steps and _needs_local_db(spec, env)
     # A private docker config and CA bundle for this run only, removed however the run ends.
     with tempfile.TemporaryDirectory(prefix="pipeline-run-") as scratch_name:
         scratch = Path(scratch_name)
-        provisioned: sandbox.Provisioned | None = None
         wants_local = host == LOCAL_REGISTRY and tagset.publish  # a PR pushes nothing
-        if wants_local or need_base_fallback or need_db_fallback:
-            with ui.progress("built-in registry, base image and Trivy DB"):
-                provisioned = sandbox.up(
-                    base_runner, base=need_base_fallback, trivy_db=need_db_fallback
-                )
+        provisioned = (
+            _sandbox(spec, base_runner, need_base_fallback, need_db_fallback, hub)
+            if wants_local or need_base_fallback or need_db_fallback or hub
+            else None
+        )
         if host == LOCAL_REGISTRY and provisioned is not None:
             host = provisioned.registry.host
             credentials = provisioned.registry.credentials
@@ -287,6 +300,19 @@ def open_workspace(
         yield workspace
 
 
+def _sandbox(
+    spec: Spec, runner: Runner, base: bool, trivy_db: bool, hub: tuple[str, ...]
+) -> sandbox.Provisioned:
+    with ui.progress("built-in registry, base image and Trivy DB"):
+        return sandbox.up(
+            runner,
+            base=base,
+            trivy_db=trivy_db,
+            hub_tags=hub,
+            hub_platforms=tuple(sorted({p for image in spec.images for p in image.platforms})),
+        )
+
+
 def _copy_docker_config(env: Mapping[str, str], target: Path) -> None:
     source = Path(env.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
     target.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -308,17 +334,37 @@ def _creds_from_env(spec: Spec, env: Mapping[str, str]) -> bool:
     )
 
 
-def _needs_local_base(loaded: LoadedSpec, env: Mapping[str, str]) -> bool:
+def _needs_local_base(
+    loaded: LoadedSpec, env: Mapping[str, str], *, hub_served: bool = False
+) -> bool:
     if env.get("PIPELINE_BASE_IMAGE"):
         return False
     for image in loaded.spec.images:
         if not image.base_image_arg or image.base_image_arg in image.build_args:
             continue
         dockerfile = loaded.resolve(image.context) / image.dockerfile
+        if hub_served and hubmirror.hub_tag(default_base(dockerfile, image.base_image_arg) or ""):
+            continue  # the stand-in mirror serves the Dockerfile's own default
         host = default_base_host(dockerfile, image.base_image_arg)
         if host and not resolves(host):
             return True
     return False
+
+
+def _hub_tags(loaded: LoadedSpec, host: str, steps: frozenset[str]) -> tuple[str, ...]:
+    """For a build for the built-in registry: the `debian` tags its Dockerfiles build FROM that
+    the sandbox can make, when Docker Hub cannot be reached (else none: the real ones are
+    pulled)."""
+    if "build" not in steps or host != LOCAL_REGISTRY:
+        return ()
+    bases: list[str] = []
+    for image in loaded.spec.images:
+        dockerfile = loaded.resolve(image.context) / image.dockerfile
+        if dockerfile.is_file():
+            stages = parse_stages(dockerfile.read_text(), image.build_args)
+            bases += [stage.base for stage in stages]
+    tags = hubmirror.hub_tags(bases)
+    return tags if tags and not resolves(DOCKER_HUB) else ()
 
 
 def _needs_local_db(spec: Spec, env: Mapping[str, str]) -> bool:
