@@ -38,7 +38,7 @@ KNOWN_PLATFORMS = (
 )
 SEVERITIES = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 SCAN_FORMATS = ("json", "sarif", "cyclonedx")
-ATTESTATIONS = ("cyclonedx", "vuln")
+ATTESTATIONS = ("cyclonedx", "vuln", "provenance")
 PREFLIGHT_CHECKS = (
     "dockerignore",
     "non_root_user",

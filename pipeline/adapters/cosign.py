@@ -20,7 +20,7 @@ from pipeline.refs import DigestRef
 from pipeline.spec import KeylessIdentity
 
 # cosign's predicate type names for `attest --type` / `verify-attestation --type`.
-PREDICATE_TYPES = {"cyclonedx": "cyclonedx", "vuln": "vuln"}
+PREDICATE_TYPES = {"cyclonedx": "cyclonedx", "vuln": "vuln", "provenance": "slsaprovenance1"}
 
 
 @dataclass(frozen=True, kw_only=True)

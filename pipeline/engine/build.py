@@ -11,21 +11,25 @@ A pull request builds the same way but pushes nothing: the layout stays in dist/
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform as host_platform
 import shutil
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from pipeline import oci, paths, ui
 from pipeline.adapters import docker_engine
 from pipeline.adapters.docker_cli import BuildRequest, TestStageRequest
-from pipeline.adapters.registry import Manifest, RegistryClient
+from pipeline.adapters.registry import Manifest, RegistryClient, docker_config_credentials
 from pipeline.engine.verify import verify_digest
 from pipeline.engine.workspace import Workspace
-from pipeline.errors import SpecError
+from pipeline.errors import PipelineError, SpecError
 from pipeline.labels import oci_labels
-from pipeline.spec import Image
+from pipeline.preflight import external_bases
+from pipeline.refs import ImageRef
+from pipeline.spec import Image, RetryPolicy
 from pipeline.state import ImageState, State
 
 MACHINE_TO_PLATFORM = {
@@ -152,6 +156,8 @@ def _build_image(ws: Workspace, image: Image, platforms: tuple[str, ...]) -> Ima
         repository=repository,
         index_digest=result.index_digest,
         platforms=digests,
+        build_args=args,
+        base_images=base_images(ws, dockerfile, args),
     )
     if not ws.push:
         state.layout = str(layout_dir)
@@ -166,6 +172,38 @@ def _build_image(ws: Workspace, image: Image, platforms: tuple[str, ...]) -> Ima
     if image.smoke_test:
         smoke_test(ws, image, state)
     return state
+
+
+def base_images(ws: Workspace, dockerfile: Path, args: dict[str, str]) -> list[list[str | None]]:
+    """[reference, digest] of every base the Dockerfile builds FROM. A base given by digest keeps
+    it; a tag is resolved through its registry when it can be (one try, no retries: the build
+    already pulled it), else the digest stays unknown."""
+    found: list[list[str | None]] = []
+    for reference in external_bases(dockerfile.read_text(), args):
+        digest: str | None = None
+        try:
+            ref = ImageRef.parse(reference, argument="FROM")
+        except SpecError:
+            found.append([reference, None])
+            continue
+        digest = ref.digest
+        if digest is None and ref.host is not None:
+            client = ws.client if ref.host == ws.registry_host else _lookup_client(ws, ref.host)
+            with contextlib.suppress(PipelineError, ValueError):
+                digest = client.digest_of(ref.repository, ref.tag or "latest")
+        found.append([reference, digest])
+    return found
+
+
+def _lookup_client(ws: Workspace, host: str) -> RegistryClient:
+    bundle = ws.runner.env.get("SSL_CERT_FILE")
+    return RegistryClient(
+        host,
+        credentials=docker_config_credentials(host, ws.runner.env),
+        ca_file=Path(bundle) if bundle else None,
+        retry=RetryPolicy(attempts=1),
+        timeout=10,
+    )
 
 
 def push_layout(client: RegistryClient, repository: str, layout: oci.Layout) -> str:

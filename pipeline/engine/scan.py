@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 import yaml
 from rich.table import Table
 
-from pipeline import gate, oci, paths, ui
+from pipeline import gate, oci, paths, predicates, ui
 from pipeline.adapters.trivy import ScanRequest
 from pipeline.engine.workspace import Workspace
 from pipeline.errors import GateFailed
@@ -41,6 +42,8 @@ class Job:
     target: str
     input_layout: bool
     folder: Path
+    repository: str  # host/path of the image
+    digest: str  # the platform image's digest
 
     def path(self, fmt: str) -> Path:
         return self.folder / f"{paths.platform_slug(self.platform)}{REPORT_SUFFIXES[fmt]}"
@@ -58,7 +61,7 @@ def jobs_for(ws: Workspace, state: State) -> list[Job]:
                 target, from_layout = str(layout), True
             else:
                 target, from_layout = f"{image.repository}@{digest}", False
-            jobs.append(Job(name, platform, target, from_layout, folder))
+            jobs.append(Job(name, platform, target, from_layout, folder, image.repository, digest))
     return jobs
 
 
@@ -87,7 +90,13 @@ def run_scan(ws: Workspace, state: State) -> None:
     ws.trivy_cache.mkdir(parents=True, exist_ok=True)
     with ui.progress(f"trivy DB from {ws.db_repository or 'its default repository'}"):
         trivy.download_db(ws.trivy_cache, ws.db_repository)
+    database = ws.database.record(ws.trivy_cache) if ws.database else {}
+    if database.get("fixture"):
+        ui.warn(f"scanning with the fixture Trivy DB ({database['source']}): not real advisories")
     ignore = ws.loaded.resolve(ws.spec.scan.ignore_file) if ws.spec.scan.ignore_file else None
+    converted = [f for f in ("sarif", "cyclonedx") if f in ws.spec.scan.formats]
+    if "cyclonedx" in ws.spec.sign.attestations and "cyclonedx" not in converted:
+        converted.append("cyclonedx")  # attested even when not kept as a report format
 
     def scan_one(job: Job) -> tuple[Job, dict[str, Any]]:
         report = trivy.scan(
@@ -101,9 +110,14 @@ def run_scan(ws: Workspace, state: State) -> None:
                 input_layout=job.input_layout,
             )
         )
-        wanted = [f for f in ("sarif", "cyclonedx") if f in ws.spec.scan.formats]
-        for fmt in [*wanted, "cosign-vuln"]:
+        for fmt in [*converted, "cosign-vuln"]:
             trivy.convert(job.path("json"), fmt, job.path(fmt))
+        _rewrite(job.path("cosign-vuln"), lambda doc: predicates.stamp_vuln(doc, database))
+        if "cyclonedx" in converted:
+            _rewrite(
+                job.path("cyclonedx"),
+                lambda doc: predicates.name_sbom(doc, job.repository, job.digest, job.platform),
+            )
         return job, report
 
     label = f"trivy: {len(jobs)} platform image(s), {min(len(jobs), 4)} at a time"
@@ -124,6 +138,7 @@ def run_scan(ws: Workspace, state: State) -> None:
     for name, verdicts in per_image.items():
         image = state.images[name]
         image.scan = _scan_state(verdicts, ws)
+        image.scan.database = database
         failed.extend((name, f) for _, v, _ in verdicts for f in v.blocking)
         ui.info(f"  {name}: {image.scan.describe()}")
     write_gitlab_report(ws.path(paths.GITLAB_SCANNING_REPORT), all_findings)
@@ -136,12 +151,18 @@ def run_scan(ws: Workspace, state: State) -> None:
             if worst.id in expired
             else ""
         )
+        if database.get("fixture"):
+            note += "; from the fixture DB's planted advisories"
         raise GateFailed(
             f"vulnerability gate: {len(failed)} finding(s) at {', '.join(ws.spec.scan.fail_on)} "
             f"(worst: {worst.id} in {worst.package} {worst.installed} of {name} on "
             f"{worst.platform}, fixed in {worst.fixed or 'no release yet'}{note}); "
             "nothing was signed or tagged"
         )
+
+
+def _rewrite(path: Path, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    path.write_text(json.dumps(change(json.loads(path.read_text())), indent=2) + "\n")
 
 
 def _scan_state(

@@ -54,6 +54,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "pipeline.retry",
             "pipeline.state",
             "pipeline.preflight",
+            "pipeline.predicates",
             "pipeline.emit",
         ),
     ),

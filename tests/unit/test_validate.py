@@ -354,7 +354,7 @@ CASES: list[Case] = [
     # signing
     Case(
         "unknown-attestation",
-        "sign.attestations[1]: 'spdx' is not an attestation (cyclonedx, vuln)",
+        "sign.attestations[1]: 'spdx' is not an attestation (cyclonedx, vuln, provenance)",
         spec=", sign=SignPolicy(attestations=('cyclonedx', 'spdx'))",
     ),
     Case(
