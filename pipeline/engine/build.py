@@ -22,7 +22,7 @@ from pathlib import Path
 from pipeline import oci, paths, ui
 from pipeline.adapters import docker_engine
 from pipeline.adapters.docker_cli import BuildRequest, TestStageRequest
-from pipeline.adapters.registry import Manifest, RegistryClient, docker_config_credentials
+from pipeline.adapters.registry import Manifest, RegistryClient
 from pipeline.engine.verify import verify_digest
 from pipeline.engine.workspace import Workspace
 from pipeline.errors import PipelineError, SpecError
@@ -188,22 +188,11 @@ def base_images(ws: Workspace, dockerfile: Path, args: dict[str, str]) -> list[l
             continue
         digest = ref.digest
         if digest is None and ref.host is not None:
-            client = ws.client if ref.host == ws.registry_host else _lookup_client(ws, ref.host)
+            client = ws.client_for(ref.host, retry=RetryPolicy(attempts=1))
             with contextlib.suppress(PipelineError, ValueError):
                 digest = client.digest_of(ref.repository, ref.tag or "latest")
         found.append([reference, digest])
     return found
-
-
-def _lookup_client(ws: Workspace, host: str) -> RegistryClient:
-    bundle = ws.runner.env.get("SSL_CERT_FILE")
-    return RegistryClient(
-        host,
-        credentials=docker_config_credentials(host, ws.runner.env),
-        ca_file=Path(bundle) if bundle else None,
-        retry=RetryPolicy(attempts=1),
-        timeout=10,
-    )
 
 
 def push_layout(client: RegistryClient, repository: str, layout: oci.Layout) -> str:

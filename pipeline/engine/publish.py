@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from rich.table import Table
 
 from pipeline import ui
-from pipeline.adapters.registry import Manifest, RegistryClient, docker_config_credentials
+from pipeline.adapters.docker_cli import DockerCli
+from pipeline.adapters.registry import Credentials, Manifest, RegistryClient
 from pipeline.engine.verify import split_repository
 from pipeline.engine.workspace import Workspace
-from pipeline.errors import PublishRefused, RegistryError
+from pipeline.errors import PublishRefused, RegistryError, SpecError
 from pipeline.refs import DigestRef
 from pipeline.sandbox.cache import cache_dir
+from pipeline.spec import Mirror
 from pipeline.state import ImageState, State, TagState
 
 
@@ -64,6 +66,27 @@ def promotion_lock(repository: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def refuse_early(ws: Workspace) -> None:
+    """Before anything is built: an immutable tag this run would write that already names a
+    digest released from another commit stops the run now (nothing built, signed or pushed).
+    The same commit's own release (its sha tag names the same digest) is reused instead."""
+    immutable = [t.name for t in ws.tagset.tags if t.immutable and t.name != ws.tagset.sha_tag]
+    if not immutable:
+        return
+    for image in ws.spec.images:
+        ours = (
+            ws.client.digest_of(image.repository, ws.tagset.sha_tag) if ws.tagset.sha_tag else None
+        )
+        for name in immutable:
+            current = ws.client.digest_of(image.repository, name)
+            if current is not None and current != ours:
+                raise PublishRefused(
+                    f"{ws.repository(image)}:{name} already names {current}, released from "
+                    f"another commit; immutable tags never move (release a new version); "
+                    "nothing was built, signed or pushed"
+                )
 
 
 def plan_tags(
@@ -134,20 +157,30 @@ def run_publish(ws: Workspace, state: State) -> None:
         promote(ws.client, image.repository, image.index_digest or "", image.tags)
         _print_tags(image.repository, image.tags)
         for mirror in ws.spec.publish.mirrors:
-            image.mirrors.append(_mirror(ws, image, mirror.host, mirror.repository))
+            image.mirrors.append(_mirror(ws, image, mirror))
 
 
-def _mirror(ws: Workspace, image: ImageState, host: str, repository: str | None) -> str:
+def _mirror_client(ws: Workspace, mirror: Mirror) -> RegistryClient:
+    """The mirror's client; credentials named by the spec are also logged in for cosign."""
+    if not (mirror.username_env and mirror.password_env):
+        return ws.client_for(mirror.host)
+    user = ws.environ.get(mirror.username_env, "")
+    password = ws.environ.get(mirror.password_env, "")
+    if not user or not password:
+        missing = mirror.username_env if not user else mirror.password_env
+        raise SpecError(f"publish.mirrors ({mirror.host}): {missing} is not set")
+    client = ws.client_for(mirror.host)
+    client.credentials = Credentials(user, password)
+    DockerCli(ws.runner).login(mirror.host, user, password)
+    return client
+
+
+def _mirror(ws: Workspace, image: ImageState, mirror: Mirror) -> str:
     """Copy the signed digest with its signature and attestations, then tag it the same way."""
     _, path = split_repository(image.repository)
-    target = f"{host}/{repository or path}"
+    target = f"{mirror.host}/{mirror.repository or path}"
     first = image.tags[0].name if image.tags else "latest"
-    client = RegistryClient(
-        host,
-        credentials=docker_config_credentials(host, ws.runner.env),
-        retry=ws.spec.retry,
-        on_retry=ws.note_retry,
-    )
+    client = _mirror_client(ws, mirror)
     mirror_tags = [TagState(name=t.name, immutable=t.immutable) for t in image.tags]
     _, mpath = split_repository(target)
     _actions, conflicts = plan_tags(client, mpath, image.index_digest or "", mirror_tags)

@@ -155,6 +155,9 @@ def _run(
         outcome.ws = ws
         if "sign" in steps and ws.push:
             _ = ws.signing  # the key is read and decrypted now, before anything is built
+        if "build" in steps and ws.push and not options.platforms:
+            with ui.progress("immutable tags are free for this release"):
+                publish.refuse_early(ws)
         path = state_path(ws, steps, options)
         if steps[0] in STARTS_STATE:
             state = State(commit=context.sha, version=tagset.version, context=context.to_json())

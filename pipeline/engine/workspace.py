@@ -39,7 +39,7 @@ from pipeline.retry import Attempt
 from pipeline.sandbox import local as sandbox
 from pipeline.sandbox.cache import cache_dir
 from pipeline.secrets import register
-from pipeline.spec import LOCAL_REGISTRY, Image, Spec
+from pipeline.spec import LOCAL_REGISTRY, Image, RetryPolicy, Spec
 from pipeline.specload import LoadedSpec
 from pipeline.tags import TagSet
 
@@ -102,6 +102,20 @@ class Workspace:
 
     def cosign(self) -> Cosign:
         return Cosign(self.runner.with_env(**self.signing.cosign_env))
+
+    def client_for(self, host: str, *, retry: RetryPolicy | None = None) -> RegistryClient:
+        """A registry client for `host`: this run's client for the release registry, else one
+        with the credentials of this run's docker config and its CA bundle."""
+        if host == self.registry_host and retry is None:
+            return self.client
+        bundle = self.runner.env.get("SSL_CERT_FILE")
+        return RegistryClient(
+            host,
+            credentials=docker_config_credentials(host, self.runner.env),
+            ca_file=Path(bundle) if bundle else None,
+            retry=retry or self.spec.retry,
+            on_retry=self.note_retry,
+        )
 
     def note_retry(self, attempt: Attempt) -> None:
         self.retries.append(attempt)
@@ -222,36 +236,6 @@ def _connection(
     return _Connection(host, client, tool_env)
 
 
-def _database(
-    loaded: LoadedSpec,
-    env: Mapping[str, str],
-    *,
-    connection: _Connection,
-    runner: Runner,
-    provisioned: sandbox.Provisioned | None,
-    fixtures: inputs.FixturePlan,
-) -> tuple[str | None, inputs.Database]:
-    """The DB a scan pulls, read from its registry first: a fixture is refused outside the
-    sandbox (unless opted in)."""
-    repository = _db_repository(loaded.spec, env, provisioned)
-
-    def client_for(other: str) -> RegistryClient:
-        if other == connection.host:
-            return connection.client
-        bundle = connection.tool_env.get("SSL_CERT_FILE")
-        return RegistryClient(
-            other,
-            credentials=docker_config_credentials(other, runner.env),
-            ca_file=Path(bundle) if bundle else None,
-            retry=loaded.spec.retry,
-        )
-
-    database = inputs.database(
-        repository, client_for, allowed=fixtures.allowed, from_sandbox=fixtures.db
-    )
-    return repository, database
-
-
 @contextlib.contextmanager
 def open_workspace(
     loaded: LoadedSpec,
@@ -290,16 +274,7 @@ def open_workspace(
                 loaded, host, env=env, scratch=scratch, provisioned=provisioned, runner=base_runner
             )
         runner = base_runner.with_env(**connection.tool_env).with_retry(spec.retry)
-        db_repository, database = None, None
-        if "scan" in steps:
-            db_repository, database = _database(
-                loaded,
-                env,
-                connection=connection,
-                runner=runner,
-                provisioned=provisioned,
-                fixtures=fixtures,
-            )
+        db_repository = _db_repository(spec, env, provisioned) if "scan" in steps else None
         workspace = Workspace(
             loaded=loaded,
             context=context,
@@ -318,11 +293,19 @@ def open_workspace(
             ),
             sandbox=provisioned,
             signs="sign" in steps,
-            database=database,
             fixtures_allowed=fixtures.allowed,
         )
         workspace.client.on_retry = workspace.note_retry
         workspace.runner.on_retry = workspace.note_retry
+        if "scan" in steps:
+            # Read from its registry before anything is built: a fixture DB is refused outside
+            # the sandbox (unless opted in).
+            workspace.database = inputs.database(
+                db_repository,
+                workspace.client_for,
+                allowed=fixtures.allowed,
+                from_sandbox=fixtures.db,
+            )
         yield workspace
 
 
