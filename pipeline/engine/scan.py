@@ -44,6 +44,7 @@ class Job:
     folder: Path
     repository: str  # host/path of the image
     digest: str  # the platform image's digest
+    image_id: str | None = None  # the image's config digest, when known (from the layout)
 
     def path(self, fmt: str) -> Path:
         return self.folder / f"{paths.platform_slug(self.platform)}{REPORT_SUFFIXES[fmt]}"
@@ -57,11 +58,28 @@ def jobs_for(ws: Workspace, state: State) -> list[Job]:
         folder = ws.dist / "scan" / name
         layout = _layout_of(image)
         for platform, digest in sorted(image.platforms.items()):
+            image_id: str | None = None
             if layout is not None:
-                target, from_layout = str(layout), True
+                # Trivy reads the first image of a layout whatever --platform says: each
+                # platform gets a view of the layout that names only its own image.
+                view, image_id = oci.Layout(layout).platform_view(
+                    platform, layout / ".platforms" / paths.platform_slug(platform)
+                )
+                target, from_layout = str(view), True
             else:
                 target, from_layout = f"{image.repository}@{digest}", False
-            jobs.append(Job(name, platform, target, from_layout, folder, image.repository, digest))
+            jobs.append(
+                Job(
+                    name,
+                    platform,
+                    target,
+                    from_layout,
+                    folder,
+                    image.repository,
+                    digest,
+                    image_id,
+                )
+            )
     return jobs
 
 
