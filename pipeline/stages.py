@@ -24,6 +24,7 @@ StageName = Literal[
     "release",
     "verify",
     "promote",
+    "rescan",
 ]
 Step = Literal["preflight", "build", "merge", "scan", "sign", "publish"]
 
@@ -91,6 +92,10 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="promote",
         summary="verify a released digest, then point a floating tag at it (production, rollback)",
+    ),
+    Stage(
+        name="rescan",
+        summary="scan released versions again with today's DB; attest, and fail on new findings",
     ),
 )
 

@@ -156,10 +156,17 @@ def _check_scans(
     fixture = False
     if "vuln" not in ws.spec.sign.attestations:
         return verdicts, fixture
+    on_index = newest_per_platform(_predicates(found.get((INDEX, "vuln"), [])))
+    missing = [p for p in platforms if p not in on_index]
+    if missing:
+        raise VerifyFailed(
+            f"{repository}@{digest}: the index carries no vulnerability attestation for "
+            f"{missing[0]}"
+        )
     for where in [INDEX, *sorted(platforms)]:
-        statements = found.get((where, "vuln"), [])
-        # On a platform the newest scan counts; on the index, one per platform (all checked).
-        chosen = _predicates(statements if where == INDEX else statements[-1:])
+        # The newest scan counts (a rescan appends one): per platform, on the index too.
+        statements = _predicates(found.get((where, "vuln"), []))
+        chosen = list(on_index.values()) if where == INDEX else statements[-1:]
         for predicate in chosen:
             label = where or "the index"
             if predicates.scanned_with_fixture(predicate):
@@ -179,12 +186,23 @@ def _check_scans(
                 )
             if where:
                 verdicts.append(verdict)
-    if platforms and len(found.get((INDEX, "vuln"), [])) < len(platforms):
-        raise VerifyFailed(
-            f"{repository}@{digest}: the index carries {len(found[(INDEX, 'vuln')])} vulnerability "
-            f"attestation(s) for {len(platforms)} platforms"
-        )
     return verdicts, fixture
+
+
+def scanned_platform(predicate: Mapping[str, Any]) -> str:
+    """The platform of the image a cosign-vuln predicate's Trivy report describes."""
+    result = (predicate.get("scanner") or {}).get("result") or {}
+    config = (result.get("Metadata") or {}).get("ImageConfig") or {}
+    text = f"{config.get('os')}/{config.get('architecture')}"
+    return f"{text}/{config['variant']}" if config.get("variant") else text
+
+
+def newest_per_platform(found: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """The last (newest) predicate of each platform, in attestation order."""
+    newest: dict[str, Mapping[str, Any]] = {}
+    for predicate in found:
+        newest[scanned_platform(predicate)] = predicate
+    return newest
 
 
 def _check_index_sboms(

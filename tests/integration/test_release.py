@@ -87,9 +87,9 @@ def test_both_platforms_are_in_the_index(
     assert set(report["platforms"]) == {"linux/amd64", "linux/arm64"}
     # Each platform's scan is of that platform's own image.
     for platform, digest in report["platforms"].items():
-        scanned = json.loads(
-            (repo.path / report["scan"]["reports"][platform]["json"]).read_text()
-        )["Metadata"]["ImageConfig"]
+        scanned = json.loads((repo.path / report["scan"]["reports"][platform]["json"]).read_text())[
+            "Metadata"
+        ]["ImageConfig"]
         assert f"{scanned['os']}/{scanned['architecture']}" == platform, digest
 
 
@@ -154,8 +154,15 @@ def test_report_summary_and_dotenv(
         "the planted unfixed HIGH is reported, not blocking"
     )
     assert image["verified"] and image["signature"].endswith(".sig")
-    assert len(image["attestations"]) == 2
+    assert len(image["attestations"]) == 3, "on the index and on both platforms"
     assert {t["name"] for t in image["tags"]} >= RELEASE_TAGS
+    assert report["status"] == "pass" and report["run"]["error"] is None
+    assert report["database"]["fixture"] is True and report["database"]["digest"].startswith(
+        "sha256:"
+    )
+    assert report["database"]["updated_at"] == "2026-01-01T00:00:00Z"
+    assert (repo.path / "dist" / "summary.md").read_text().startswith("## Release 1.2.3")
+    assert f"PIPELINE_RUN={report['run']['id']}" in (repo.path / "dist" / "release.env").read_text()
     assert report["public_key"].startswith("-----BEGIN PUBLIC KEY-----")
     assert set(report["timings_seconds"]) == {"preflight", "build", "scan", "sign", "publish"}
     summary = (repo.path / "step-summary.md").read_text()
