@@ -80,8 +80,9 @@ def verify_digest(
     jobs = [(where, kind) for where in sorted(targets) for kind in kinds]
     with ThreadPoolExecutor(max_workers=min(len(jobs) + 1, 8)) as pool:
         signed = pool.submit(cosign.verify, DigestRef.parse(f"{repository}@{digest}"), ws.identity)
-        attested = list(pool.map(check, jobs))
-        payloads = signed.result()
+        checks = [pool.submit(check, job) for job in jobs]
+        payloads = signed.result()  # an unsigned digest is reported as that, first
+        attested = [future.result() for future in checks]
     annotations: dict[str, Any] = payloads[0].get("optional") or {}
     version = annotations.get("org.opencontainers.image.version")
     revision = annotations.get("org.opencontainers.image.revision")

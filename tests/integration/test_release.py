@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import subprocess
 from pathlib import Path
 
@@ -200,16 +201,20 @@ def test_different_content_under_an_existing_version_is_refused(
     server.write_text(server.read_text().replace('"APP_VERSION", "dev"', '"APP_VERSION", "dev2"'))
     repo.commit("change content")
     repo.tag("v1.2.3", force=True)
+    started = time.monotonic()
     result = _release(bench, repo)
+    seconds = time.monotonic() - started
     assert result.returncode == 9, result.stderr[-3000:]
     last = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(last) == 1
-    assert "immutable tag 1.2.3 already points at " + before["1.2.3"] in last[0]
-    assert "nothing was changed" in last[0]
-    after = _tags(client, repo.repository)
-    assert {k: v for k, v in after.items() if not k.startswith("sha-")} == {
-        k: v for k, v in before.items() if not k.startswith("sha-")
-    }
+    assert f"{repo.repository}:1.2.3 already names {before['1.2.3']}" in last[0]
+    assert "nothing was built, signed or pushed" in last[0]
+    # Refused before anything ran: no build, and not one new tag (not even the sha tag).
+    assert "buildx" not in result.stderr and "cosign sign" not in result.stderr
+    assert seconds < 15, f"refused after {seconds:.1f} s"
+    assert _tags(client, repo.repository) == before
+    assert repo.report()["status"] == "failed"
+    assert repo.report()["run"]["failed_step"] is None, "refused before the first step"
 
 
 def test_gate_blocks_the_planted_critical_and_tags_nothing(bench: Bench, tmp_path: Path) -> None:
