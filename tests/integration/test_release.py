@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
