@@ -12,17 +12,19 @@ import os
 import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pipeline import operation, paths, ui
 from pipeline import state as state_file
+from pipeline.adapters.cosign import verify_argv
 from pipeline.context import ReleaseContext
 from pipeline.engine import build, merge, publish, report, scan, sign
 from pipeline.engine.loading import load_release
 from pipeline.engine.workspace import Workspace, open_workspace
 from pipeline.errors import GitError, PipelineError, SpecError
 from pipeline.preflight import enforce
+from pipeline.refs import DigestRef
 from pipeline.secrets import redact
 from pipeline.specload import LoadedSpec
 from pipeline.stages import Step
@@ -192,8 +194,10 @@ def where_to_look(ws: Workspace, state: State) -> None:
             env.append(f"SSL_CERT_FILE={ws.runner.env['SSL_CERT_FILE']}")
         if "DOCKER_CONFIG" in ws.runner.env and ws.sandbox is not None:
             env.append(f"DOCKER_CONFIG={ws.runner.env['DOCKER_CONFIG']}")
-        argv = ["cosign", "verify", "--key", str(paths.PUBLIC_KEY)]
-        if not ws.identity.tlog:
-            argv.append("--insecure-ignore-tlog=true")
-        argv.append(ref)
+        identity = ws.identity
+        if identity.keyless is None:
+            identity = replace(identity, public_key=str(paths.PUBLIC_KEY))
+        expected = ws.context.git_ref if ws.context.tag else None
+        argv = verify_argv(DigestRef.parse(image.digest_ref), identity, expected)
+        argv = [*argv[: argv.index("--output")], ref]  # the human form: by tag, no JSON
         ui.info(f"  verify:   {' '.join(env)} {shlex.join(argv)}".replace("   ", "  "))

@@ -84,8 +84,7 @@ def resolve(
     if is_pem(key_value):
         register(key_value)
     if policy.keyless is not None:
-        register(env.get("SIGSTORE_ID_TOKEN"))
-        return Signing(Identity(keyless=policy.keyless, tlog=True))
+        return _keyless(spec, env, signs=signs)
     key = key_reference(key_value, policy.key_env, KEY_VARIABLE)
     public_value = env.get(policy.public_key_env, "")
     public = key_reference(public_value, policy.public_key_env, PUBLIC_KEY_VARIABLE)
@@ -128,6 +127,32 @@ def resolve(
         pem_env,
         public_key_pem=public_value if is_pem(public_value) else _read(public),
     )
+
+
+TOKEN_ENV = "SIGSTORE_ID_TOKEN"  # noqa: S105  (a variable's name: GitLab's id_tokens, cosign's)
+GITHUB_TOKEN_REQUEST = ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+FULCIO_ENV = "PIPELINE_FULCIO_URL"
+
+
+def _keyless(spec: Spec, env: Mapping[str, str], *, signs: bool) -> Signing:
+    """A keyless identity: cosign gets the OIDC token from SIGSTORE_ID_TOKEN (GitLab's id_tokens)
+    or from GitHub's token request (id-token: write); one must be there before anything runs."""
+    policy = spec.sign
+    register(env.get(TOKEN_ENV))
+    register(env.get(GITHUB_TOKEN_REQUEST[1]))
+    has_token = bool(env.get(TOKEN_ENV)) or all(env.get(name) for name in GITHUB_TOKEN_REQUEST)
+    if signs and not has_token:
+        raise SpecError(
+            f"sign.keyless: no OIDC token for keyless signing; set {TOKEN_ENV} (GitLab: "
+            "id_tokens with aud sigstore) or grant the GitHub job `id-token: write`"
+        )
+    identity = Identity(
+        keyless=policy.keyless,
+        tlog=policy.transparency_log,
+        fulcio_url=env.get(FULCIO_ENV) or policy.fulcio_url,
+        sct=policy.certificate_transparency,
+    )
+    return Signing(identity)
 
 
 def _read(reference: str) -> str | None:

@@ -27,6 +27,7 @@ from pipeline.engine.workspace import Workspace
 from pipeline.errors import VerifyFailed
 from pipeline.refs import DigestRef
 from pipeline.state import ScanState
+from pipeline.versions import fill
 
 VERSION_TAG = re.compile(r"^v?\d+\.\d+\.\d+([-+].*)?$")
 INDEX = ""  # the key of the index in per-digest results
@@ -68,18 +69,20 @@ def verify_digest(
         raise VerifyFailed(f"{repository}@{digest} does not exist in the registry")
     platforms = oci.platform_digests(manifest.document) if manifest.is_index else {}
     cosign = ws.cosign()
+    expected_ref = signed_ref(ws, through_tag)
     kinds = [k for k in ws.spec.sign.attestations if k in ("cyclonedx", "vuln", "provenance")]
     targets = {INDEX: digest, **platforms}
 
     def check(job: tuple[str, str]) -> tuple[str, str, list[dict[str, Any]]]:
         where, kind = job
         ref = DigestRef.parse(f"{repository}@{targets[where]}")
-        return where, kind, cosign.verify_attestation(ref, ws.identity, kind)
+        return where, kind, cosign.verify_attestation(ref, ws.identity, kind, expected_ref)
 
     # The signature and every attestation of every digest are checked at once.
     jobs = [(where, kind) for where in sorted(targets) for kind in kinds]
     with ThreadPoolExecutor(max_workers=min(len(jobs) + 1, 8)) as pool:
-        signed = pool.submit(cosign.verify, DigestRef.parse(f"{repository}@{digest}"), ws.identity)
+        index = DigestRef.parse(f"{repository}@{digest}")
+        signed = pool.submit(cosign.verify, index, ws.identity, expected_ref)
         checks = [pool.submit(check, job) for job in jobs]
         payloads = signed.result()  # an unsigned digest is reported as that, first
         attested = [future.result() for future in checks]
@@ -129,6 +132,20 @@ def verify_digest(
         fixture=fixture,
         provenance=provenance,
     )
+
+
+def signed_ref(ws: Workspace, through_tag: str | None) -> str | None:
+    """The git ref a keyless CI identity must name: the release tag of the version reached
+    (`refs/tags/v1.2.3` for the tag `1.2.3`), or this run's own tag right after signing."""
+    if ws.spec.sign.keyless is None or ws.spec.sign.keyless.ci is None:
+        return None
+    if through_tag and VERSION_TAG.match(through_tag):
+        version = through_tag.removeprefix(ws.spec.tags.prefix).removesuffix(ws.spec.tags.suffix)
+        version = version.removeprefix("v")
+        return f"refs/tags/{fill(ws.spec.tags.release_tag, {'version': version})}"
+    if through_tag is None and ws.signs and ws.context.tag:
+        return ws.context.git_ref
+    return None
 
 
 def _predicates(statements: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
