@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,9 +261,12 @@ def open_workspace(
     # The sandbox: the spec's built-in registry, not overridden. Only there (or opted in) may
     # the built-in base and the fixture DB stand in for inputs that cannot be reached.
     fixtures = inputs.plan_fixtures(loaded, env, steps, sandbox=host == LOCAL_REGISTRY)
-    # A private docker config and CA bundle for this run only, removed however the run ends.
-    with tempfile.TemporaryDirectory(prefix="pipeline-run-") as scratch_name:
+    # A private docker config and CA bundle for this run only, removed however the run ends; a
+    # run killed outright leaves its folder, which the next run removes.
+    sweep_scratch()
+    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX) as scratch_name:
         scratch = Path(scratch_name)
+        (scratch / OWNER_FILE).write_text(_owner())
         provisioned: sandbox.Provisioned | None = None
         wants_local = host == LOCAL_REGISTRY and tagset.publish  # a PR pushes nothing
         if wants_local or fixtures.base or fixtures.db:
@@ -307,6 +312,41 @@ def open_workspace(
                 from_sandbox=fixtures.db,
             )
         yield workspace
+
+
+SCRATCH_PREFIX = "pipeline-run-"
+OWNER_FILE = "owner"
+
+
+def _owner() -> str:
+    """This process, as `pid start-time`: a pid alone may be reused by another process."""
+    return f"{os.getpid()} {_start_time(os.getpid())}"
+
+
+def _start_time(pid: int) -> str:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return ""
+    return fields[19] if len(fields) > 19 else ""
+
+
+def sweep_scratch(folder: Path | None = None) -> list[Path]:
+    """Remove the scratch folders of runs that are gone (killed: their cleanup never ran). A
+    folder whose owner still runs is left alone; one with no owner file is only old enough."""
+    removed = []
+    base = folder or Path(tempfile.gettempdir())
+    for candidate in base.glob(f"{SCRATCH_PREFIX}*"):
+        owner = candidate / OWNER_FILE
+        try:
+            pid_text, _, started = owner.read_text().partition(" ")
+            alive = pid_text.isdigit() and _start_time(int(pid_text)) == started
+        except OSError:
+            alive = time.time() - candidate.stat().st_mtime < 3600
+        if not alive:
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+    return removed
 
 
 def _copy_docker_config(env: Mapping[str, str], target: Path) -> None:
