@@ -15,6 +15,11 @@ error can say which file is missing.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime as dt
+import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +151,13 @@ def _keyless(spec: Spec, env: Mapping[str, str], *, signs: bool) -> Signing:
             f"sign.keyless: no OIDC token for keyless signing; set {TOKEN_ENV} (GitLab: "
             "id_tokens with aud sigstore) or grant the GitHub job `id-token: write`"
         )
+    expires = token_expiry(env.get(TOKEN_ENV, ""))
+    if signs and expires is not None and expires <= time.time():
+        when = dt.datetime.fromtimestamp(expires, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        raise SpecError(
+            f"{TOKEN_ENV}: the OIDC token expired at {when}; Fulcio refuses it (give the job a "
+            "fresh token)"
+        )
     identity = Identity(
         keyless=policy.keyless,
         tlog=policy.transparency_log,
@@ -153,6 +165,20 @@ def _keyless(spec: Spec, env: Mapping[str, str], *, signs: bool) -> Signing:
         sct=policy.certificate_transparency,
     )
     return Signing(identity)
+
+
+def token_expiry(token: str) -> float | None:
+    """The `exp` claim of a JWT, read without checking its signature (Fulcio checks that): only
+    to refuse an expired token before anything is built."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    return float(exp) if isinstance(exp, int | float) else None
 
 
 def _read(reference: str) -> str | None:

@@ -170,16 +170,27 @@ def test_a_token_of_another_issuer_never_releases(
     assert release_tags(bench.client(), repo.repository) == {}
 
 
-def test_an_expired_token_is_refused_at_signing(
+def test_an_expired_token_is_refused_before_building_and_by_fulcio(
     bench: Bench, sigstore: SigstoreBench, tmp_path: Path
 ) -> None:
     repo = _keyless_repo(tmp_path / "repo", "keyless/expired")
     repo.tag("v4.0.0")
     env = _env(bench, sigstore, _token(sigstore, repo, ref="refs/tags/v4.0.0", expired=True))
     result = _run(bench, repo, env, "release")
-    assert result.returncode == 4, result.stderr[-3000:]
+    assert result.returncode == 2, result.stderr[-3000:]
     (line,) = _errors(result)
-    assert "cosign could not sign" in line and "identity token" in line, line
+    assert line.startswith("error: SIGSTORE_ID_TOKEN: the OIDC token expired at "), line
+    assert "buildx" not in result.stderr
+    # Fulcio refuses it too (what a token expiring during a long build meets at signing).
+    image = bench.base_image
+    signing = subprocess.run(
+        ["cosign", "sign", *sigstore.sign_flags(), image],
+        env=sigstore.cosign_env(bench.env(), env["SIGSTORE_ID_TOKEN"]),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert signing.returncode != 0 and "error processing the identity token" in signing.stderr
     assert release_tags(bench.client(), repo.repository) == {}
 
 
