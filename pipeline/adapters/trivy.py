@@ -152,14 +152,15 @@ class Trivy:
         self.runner = runner
         self._checked = False
 
-    def _check(self) -> None:
+    def check(self) -> None:
+        """Refuse an executable that is not the pinned one (once per instance)."""
         if not self._checked:
             check_binary(Path(self.runner.require("trivy")), self.runner.env)
             self._checked = True
 
     def download_db(self, cache_dir: Path, db_repository: str | None) -> None:
         """Fetch the vulnerability DB once (scans then run with --skip-db-update, in parallel)."""
-        self._check()
+        self.check()
         self.runner.run(
             download_db_argv(cache_dir, db_repository),
             error_message=f"trivy could not fetch its DB from {db_repository or 'its default'}",
@@ -167,7 +168,7 @@ class Trivy:
 
     def scan(self, request: ScanRequest) -> dict[str, Any]:
         request.output.parent.mkdir(parents=True, exist_ok=True)
-        self._check()
+        self.check()
         self.runner.run(
             scan_argv(request),
             timeout=request.timeout_seconds + 60,

@@ -303,6 +303,7 @@ def open_workspace(
         workspace.client.on_retry = workspace.note_retry
         workspace.runner.on_retry = workspace.note_retry
         if "scan" in steps:
+            workspace.trivy().check()  # the pinned scanner, before anything is built
             # Read from its registry before anything is built: a fixture DB is refused outside
             # the sandbox (unless opted in).
             workspace.database = inputs.database(
