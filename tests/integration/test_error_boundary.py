@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -117,13 +118,13 @@ def test_an_unpinned_trivy_is_refused_before_it_scans(
 
 def test_a_cosign_printing_garbage_fails_verification(bench: Bench, tmp_path: Path) -> None:
     released = _released(bench, tmp_path, "tests/cosign-garbage")
-    real = subprocess.run(["sh", "-c", "command -v cosign"], capture_output=True, text=True)
+    real = shutil.which("cosign")
     wrapper = _fake_tool(
         tmp_path / "bin",
         "cosign",
         "#!/bin/sh\n"
         'if [ "$1" = verify ]; then echo "{{{ garbage"; exit 0; fi\n'
-        f'exec {real.stdout.strip()} "$@"\n',
+        f'exec {real} "$@"\n',
     )
     env = bench.env(PATH=f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
     ref = f"{bench.registry.host}/{released.repository}:1.0.0"
