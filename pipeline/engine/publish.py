@@ -4,7 +4,7 @@
   names another digest refuses the whole promotion: nothing changes, and the error names the tag
   and both digests. The same digest is a no-op ("already published"); floating tags move.
 - Tags are written by re-PUTting the index manifest's exact bytes: nothing is rebuilt, the digest
-  cannot change. Immutable tags first, floating tags last.
+  cannot change. The sha tag first, the other immutable tags next, floating tags last.
 - A process-wide file lock per repository serialises concurrent promotions on this machine; each
   written tag is read back, so a race with another machine is detected and reported.
 - A failure part-way is reported tag by tag; a re-run completes the remaining tags.
@@ -15,12 +15,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from rich.table import Table
 
 from pipeline import ui
+from pipeline.adapters.cosign import signature_tag
 from pipeline.adapters.docker_cli import DockerCli
 from pipeline.adapters.registry import Credentials, Manifest, RegistryClient
 from pipeline.engine.verify import split_repository
@@ -72,21 +74,42 @@ def refuse_early(ws: Workspace) -> None:
     """Before anything is built: an immutable tag this run would write that already names a
     digest released from another commit stops the run now (nothing built, signed or pushed).
     The same commit's own release (its sha tag names the same digest) is reused instead."""
-    immutable = [t.name for t in ws.tagset.tags if t.immutable and t.name != ws.tagset.sha_tag]
+    sha_tag = ws.tagset.sha_tag
+    immutable = [t.name for t in ws.tagset.tags if t.immutable and t.name != sha_tag]
     if not immutable:
         return
     for image in ws.spec.images:
-        ours = (
-            ws.client.digest_of(image.repository, ws.tagset.sha_tag) if ws.tagset.sha_tag else None
-        )
+        ours = ws.client.digest_of(image.repository, sha_tag) if sha_tag else None
         for name in immutable:
             current = ws.client.digest_of(image.repository, name)
-            if current is not None and current != ours:
-                raise PublishRefused(
-                    f"{ws.repository(image)}:{name} already names {current}, released from "
-                    f"another commit; immutable tags never move (release a new version); "
-                    "nothing was built, signed or pushed"
-                )
+            if current is None or current == ours:
+                continue
+            # A run of this very commit killed part-way through publishing: its digest is
+            # signed for this commit (read, not verified: publish still refuses any other
+            # digest; this only decides not to stop before the build).
+            if signed_revision(ws.client, image.repository, current) == ws.context.sha:
+                continue
+            raise PublishRefused(
+                f"{ws.repository(image)}:{name} already names {current}, released from "
+                f"another commit; immutable tags never move (release a new version); "
+                "nothing was built, signed or pushed"
+            )
+
+
+def signed_revision(client: RegistryClient, path: str, digest: str) -> str | None:
+    """The commit a digest's signature payload names (unverified), if it is signed."""
+    signature = client.resolve(path, signature_tag(digest))
+    if signature is None:
+        return None
+    for layer in signature.document.get("layers") or []:
+        try:
+            payload = json.loads(client.get_blob(path, str(layer.get("digest"))))
+        except (ValueError, RegistryError):
+            continue
+        revision = (payload.get("optional") or {}).get("org.opencontainers.image.revision")
+        if isinstance(revision, str):
+            return revision
+    return None
 
 
 def plan_tags(
@@ -111,7 +134,14 @@ def plan_tags(
     return actions, conflicts
 
 
-def promote(client: RegistryClient, repository: str, digest: str, tags: list[TagState]) -> None:
+def promote(
+    client: RegistryClient,
+    repository: str,
+    digest: str,
+    tags: list[TagState],
+    *,
+    first: str | None = None,
+) -> None:
     """Point `tags` at `digest` in `repository` (host/path) with the rules above."""
     _, path = split_repository(repository)
     with promotion_lock(repository):
@@ -123,7 +153,9 @@ def promote(client: RegistryClient, repository: str, digest: str, tags: list[Tag
         actions, conflicts = plan_tags(client, path, digest, tags)
         if conflicts:
             raise PublishRefused(f"{repository}: {conflicts[0]}; nothing was changed")
-        ordered = sorted(actions, key=lambda a: not a.tag.immutable)
+        # The sha tag first (a re-run after a kill finds the commit's release by it), then the
+        # other immutable tags, the floating ones last.
+        ordered = sorted(actions, key=lambda a: (a.tag.name != first, not a.tag.immutable))
         for action in ordered:
             try:
                 client.put_manifest(
@@ -154,7 +186,13 @@ def run_publish(ws: Workspace, state: State) -> None:
         ensure_publishable(image)
     for image in state.images.values():
         image.tags = [TagState(name=t.name, immutable=t.immutable) for t in ws.tagset.tags]
-        promote(ws.client, image.repository, image.index_digest or "", image.tags)
+        promote(
+            ws.client,
+            image.repository,
+            image.index_digest or "",
+            image.tags,
+            first=ws.tagset.sha_tag,
+        )
         _print_tags(image.repository, image.tags)
         for mirror in ws.spec.publish.mirrors:
             image.mirrors.append(_mirror(ws, image, mirror))
