@@ -46,6 +46,8 @@ def native_platform() -> str:
 
 
 def build_args(ws: Workspace, image: Image) -> dict[str, str]:
+    if image.name in ws.build_args_override:  # a rebuild uses exactly the release's arguments
+        return dict(ws.build_args_override[image.name])
     args = dict(image.build_args)
     if image.base_image_arg and ws.base_image and image.base_image_arg not in args:
         args[image.base_image_arg] = ws.base_image
@@ -69,7 +71,7 @@ def run_build(ws: Workspace, state: State, *, only_platforms: Sequence[str] | No
         platforms = select_platforms(image, only_platforms)
         if ws.push and not only_platforms and _reuse(ws, state, image):
             continue
-        state.images[image.name] = _build_image(ws, image, platforms)
+        state.images[image.name] = build_image(ws, image, platforms)
 
 
 def _reuse(ws: Workspace, state: State, image: Image) -> bool:
@@ -97,7 +99,7 @@ def _reuse(ws: Workspace, state: State, image: Image) -> bool:
     return True
 
 
-def _build_image(ws: Workspace, image: Image, platforms: tuple[str, ...]) -> ImageState:
+def build_image(ws: Workspace, image: Image, platforms: tuple[str, ...]) -> ImageState:
     docker = ws.docker()
     context = ws.loaded.resolve(image.context)
     dockerfile = context / image.dockerfile

@@ -64,6 +64,8 @@ class Workspace:
     signs: bool = False  # the run signs (else it only verifies with the public key)
     database: inputs.Database | None = None  # the scan's vulnerability DB (scan runs only)
     fixtures_allowed: bool = False  # the sandbox, or PIPELINE_OFFLINE_FIXTURES=1
+    # Build arguments per image that replace the spec's (rebuild-check: the release's own).
+    build_args_override: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     retries: list[Attempt] = field(default_factory=list)
     _signing: Signing | None = None
 

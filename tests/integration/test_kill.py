@@ -99,19 +99,33 @@ def _env(bench: Bench, tmpdir: Path, **extra: str) -> dict[str, str]:
     )
 
 
-def _start(repo: ReleaseRepo, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "release"],
-        cwd=repo.path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+def _start(repo: ReleaseRepo, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """The release, its output into `log` (a file, never a pipe that could fill and block it)."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "release"],
+            cwd=repo.path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+            start_new_session=True,
+        )
 
 
-def _kill(process: subprocess.Popen[str]) -> None:
+def _wait_for(process: subprocess.Popen[bytes], log: Path, marker: str) -> None:
+    """Until a line of `log` contains `marker` (a progress line: starting with the tick)."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        for line in log.read_text(errors="replace").splitlines():
+            if marker in line and (marker != "buildx build" or line.startswith("✓")):
+                return
+        if process.poll() is not None:
+            pytest.fail(f"the release ended before {marker!r}: {log.read_text()[-3000:]}")
+        time.sleep(0.05)
+    pytest.fail(f"no {marker!r} within 600 s")
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=60)
 
@@ -142,19 +156,13 @@ def test_a_killed_release_leaves_no_key_no_unsigned_tag_and_reruns(
         extra["PIPELINE_REGISTRY"] = proxy.host
     env = _env(bench, tmpdir, **extra)
     poller = Poller(bench.client(), repo.repository).start()
-    process = _start(repo, env)
-    assert process.stderr is not None
-    seen: list[str] = []
+    log = tmp_path / "killed.log"
+    process = _start(repo, env, log)
     try:
         if marker is None:
             assert poller.first_tag.wait(timeout=600), "no tag was ever written"
         else:
-            for line in process.stderr:
-                seen.append(line)
-                if marker in line and (marker != "buildx build" or line.startswith("✓")):
-                    break
-            else:
-                pytest.fail(f"the release ended before {marker!r}: {''.join(seen)[-3000:]}")
+            _wait_for(process, log, marker)
         time.sleep(delay)
         _kill(process)
         killed_report = json.loads((repo.path / "dist" / "release.json").read_text())
