@@ -10,10 +10,12 @@ import json
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pipeline.adapters.registry import RegistryClient
+from pipeline.oci import platform_digests
 from tests.support.bench import Bench, key_pair
 from tests.support.ci_env import github_env
 from tests.support.release_repo import ReleaseRepo, make_repo
@@ -255,3 +257,53 @@ def test_pull_request_builds_and_scans_but_pushes_nothing(bench: Bench, tmp_path
     image = state["images"]["sample-app"]
     assert image["layout"] and image["scan"]["verdict"] == "pass"
     assert image["tags"] == [] and not image["verified"]
+
+
+def test_attestations_are_where_verifiers_look_on_the_version_tag(
+    bench: Bench, released: tuple[ReleaseRepo, subprocess.CompletedProcess[str]]
+) -> None:
+    """`cosign verify-attestation IMAGE:1.2.3` as users type it: the tag resolves to the index,
+    which carries every platform's SBOM and scan and the SLSA provenance."""
+    repo, _ = released
+    image = repo.report()["images"][0]
+    ref = f"{image['repository']}:1.2.3"
+    found: dict[str, list[dict[str, Any]]] = {}
+    for kind in ("cyclonedx", "vuln", "slsaprovenance1"):
+        out = bench.cosign(
+            "verify-attestation",
+            "--key",
+            str(bench.cosign_pub),
+            "--insecure-ignore-tlog=true",
+            "--type",
+            kind,
+            ref,
+        )
+        assert out.returncode == 0, f"{kind}: {out.stderr}"
+        found[kind] = [
+            json.loads(base64.b64decode(json.loads(line)["payload"]))
+            for line in out.stdout.splitlines()
+            if line.strip()
+        ]
+    index = image["index_digest"].split(":")[1]
+    for statements in found.values():
+        assert all(s["subject"][0]["digest"]["sha256"] == index for s in statements)
+    sboms = {s["predicate"]["metadata"]["component"]["name"] for s in found["cyclonedx"]}
+    assert sboms == {f"{image['repository']}@{d}" for d in image["platforms"].values()}
+    assert len(found["vuln"]) == len(image["platforms"])
+    (statement,) = found["slsaprovenance1"]
+    assert statement["predicateType"] == "https://slsa.dev/provenance/v1"
+    predicate = statement["predicate"]
+    source = predicate["buildDefinition"]["externalParameters"]["source"]
+    assert source["commit"] == repo.head
+    assert source["ref"] == "refs/tags/v1.2.3"
+    outputs = {b["digest"]["sha256"] for b in predicate["runDetails"]["byproducts"]}
+    registry = bench.client().resolve(repo.repository, "1.2.3")
+    assert registry is not None
+    from_registry = {registry.digest, *platform_digests(registry.document).values()}
+    assert outputs == {d.split(":")[1] for d in from_registry}, "index and every platform"
+    dependencies = predicate["buildDefinition"]["resolvedDependencies"]
+    assert dependencies[0]["digest"]["gitCommit"] == repo.head
+    assert any(
+        d.get("digest", {}).get("sha256") == bench.base_image.split("@sha256:")[1]
+        for d in dependencies[1:]
+    ), "the base image by digest"
