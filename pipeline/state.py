@@ -61,6 +61,7 @@ class ImageState:
     # What the build used, for the provenance: build arguments and base images [reference, digest].
     build_args: dict[str, str] = field(default_factory=dict)
     base_images: list[list[str | None]] = field(default_factory=list)
+    context_digest: str | None = None  # the files the build was sent (pipeline.engine.buildcontext)
 
     @property
     def digest_ref(self) -> str:

@@ -23,6 +23,7 @@ from pipeline import oci, paths, ui
 from pipeline.adapters import docker_engine
 from pipeline.adapters.docker_cli import BuildRequest, TestStageRequest
 from pipeline.adapters.registry import Manifest, RegistryClient
+from pipeline.engine import buildcontext
 from pipeline.engine.verify import verify_digest
 from pipeline.engine.workspace import Workspace
 from pipeline.errors import PipelineError, SpecError
@@ -101,8 +102,13 @@ def _reuse(ws: Workspace, state: State, image: Image) -> bool:
 
 def build_image(ws: Workspace, image: Image, platforms: tuple[str, ...]) -> ImageState:
     docker = ws.docker()
-    context = ws.loaded.resolve(image.context)
-    dockerfile = context / image.dockerfile
+    source = ws.loaded.resolve(image.context)
+    dockerfile = source / image.dockerfile
+    # The files .dockerignore lets through, at the commit's time: one commit, one image.
+    sent = buildcontext.normalized(
+        source, dockerfile, ws.scratch / "contexts" / image.name, ws.context.commit_epoch
+    )
+    context = sent.root
     repository = ws.repository(image)
     cache_ref = f"{repository}:buildcache" if ws.push else None
     args = build_args(ws, image)
@@ -160,6 +166,7 @@ def build_image(ws: Workspace, image: Image, platforms: tuple[str, ...]) -> Imag
         platforms=digests,
         build_args=args,
         base_images=base_images(ws, dockerfile, args),
+        context_digest=sent.digest,
     )
     if not ws.push:
         state.layout = str(layout_dir)
