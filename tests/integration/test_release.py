@@ -265,8 +265,11 @@ def test_attestations_are_where_verifiers_look_on_the_version_tag(
     """`cosign verify-attestation IMAGE:1.2.3` as users type it: the tag resolves to the index,
     which carries every platform's SBOM and scan and the SLSA provenance."""
     repo, _ = released
-    image = repo.report()["images"][0]
-    ref = f"{image['repository']}:1.2.3"
+    registry = bench.client().resolve(repo.repository, "1.2.3")
+    assert registry is not None
+    repository = f"{bench.registry.host}/{repo.repository}"
+    platforms = platform_digests(registry.document)
+    ref = f"{repository}:1.2.3"
     found: dict[str, list[dict[str, Any]]] = {}
     for kind in ("cyclonedx", "vuln", "slsaprovenance1"):
         out = bench.cosign(
@@ -284,12 +287,12 @@ def test_attestations_are_where_verifiers_look_on_the_version_tag(
             for line in out.stdout.splitlines()
             if line.strip()
         ]
-    index = image["index_digest"].split(":")[1]
+    index = registry.digest.split(":")[1]
     for statements in found.values():
         assert all(s["subject"][0]["digest"]["sha256"] == index for s in statements)
     sboms = {s["predicate"]["metadata"]["component"]["name"] for s in found["cyclonedx"]}
-    assert sboms == {f"{image['repository']}@{d}" for d in image["platforms"].values()}
-    assert len(found["vuln"]) == len(image["platforms"])
+    assert sboms == {f"{repository}@{d}" for d in platforms.values()}
+    assert len(found["vuln"]) == len(platforms)
     (statement,) = found["slsaprovenance1"]
     assert statement["predicateType"] == "https://slsa.dev/provenance/v1"
     predicate = statement["predicate"]
@@ -297,9 +300,7 @@ def test_attestations_are_where_verifiers_look_on_the_version_tag(
     assert source["commit"] == repo.head
     assert source["ref"] == "refs/tags/v1.2.3"
     outputs = {b["digest"]["sha256"] for b in predicate["runDetails"]["byproducts"]}
-    registry = bench.client().resolve(repo.repository, "1.2.3")
-    assert registry is not None
-    from_registry = {registry.digest, *platform_digests(registry.document).values()}
+    from_registry = {registry.digest, *platforms.values()}
     assert outputs == {d.split(":")[1] for d in from_registry}, "index and every platform"
     dependencies = predicate["buildDefinition"]["resolvedDependencies"]
     assert dependencies[0]["digest"]["gitCommit"] == repo.head

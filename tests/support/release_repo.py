@@ -7,6 +7,7 @@ tags. The spec is sample-app's own, with only the repository path changed.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from typing import Any
 from pipeline.adapters.registry import RegistryClient
 
 ROOT = Path(__file__).resolve().parents[2]
+# The OCI 1.1 referrers fallback tag `cosign copy` writes beside .sig and .att.
+COSIGN_REFERRER_TAG = re.compile(r"sha256-[0-9a-f]{64}")
 SAMPLE = ROOT / "sample-app"
 COPY = ("app", "tests", "Dockerfile", ".dockerignore", ".trivyignore.yaml", "release.py")
 
@@ -102,5 +105,7 @@ def release_tags(client: RegistryClient, repository: str) -> dict[str, str]:
     return {
         tag: client.digest_of(repository, tag) or ""
         for tag in client.tags(repository)
-        if not tag.endswith((".sig", ".att")) and tag != "buildcache"
+        if not tag.endswith((".sig", ".att"))
+        and tag != "buildcache"
+        and not COSIGN_REFERRER_TAG.fullmatch(tag)
     }
