@@ -42,6 +42,15 @@ MACHINE_TO_PLATFORM = {
 }
 
 
+# Every timestamp in the image (files, directories, config and history) is rewritten to this.
+# BuildKit's rewrite only clamps timestamps newer than SOURCE_DATE_EPOCH, and a cached step
+# keeps the wall-clock times of the build that first ran it: with the commit time as the epoch,
+# a warm cache (a CI runner's, a registry cache) gave other layers than a cold rebuild of the
+# same commit. With 0 (as ko and Bazel's rules_oci do) every timestamp is the same everywhere;
+# the commit time is in the `org.opencontainers.image.created` label and annotation.
+REPRODUCIBLE_EPOCH = 0
+
+
 def native_platform() -> str:
     return MACHINE_TO_PLATFORM.get(host_platform.machine(), "linux/amd64")
 
@@ -102,13 +111,9 @@ def _reuse(ws: Workspace, state: State, image: Image) -> bool:
 
 def build_image(ws: Workspace, image: Image, platforms: tuple[str, ...]) -> ImageState:
     docker = ws.docker()
-    source = ws.loaded.resolve(image.context)
-    dockerfile = source / image.dockerfile
-    # The files .dockerignore lets through, at the commit's time: one commit, one image.
-    sent = buildcontext.normalized(
-        source, dockerfile, ws.scratch / "contexts" / image.name, ws.context.commit_epoch
-    )
-    context = sent.root
+    context = ws.loaded.resolve(image.context)
+    dockerfile = context / image.dockerfile
+    sent = buildcontext.describe(context, dockerfile)  # what the build is sent, by digest
     repository = ws.repository(image)
     cache_ref = f"{repository}:buildcache" if ws.push else None
     args = build_args(ws, image)
@@ -130,7 +135,7 @@ def build_image(ws: Workspace, image: Image, platforms: tuple[str, ...]) -> Imag
         labels=labels,
         annotations=labels,
         cache_ref=cache_ref,
-        source_date_epoch=ws.context.commit_epoch,
+        source_date_epoch=REPRODUCIBLE_EPOCH,
     )
     label = f"{image.name}: buildx build {', '.join(platforms)}"
     if not image.test_target:
