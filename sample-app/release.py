@@ -45,6 +45,6 @@ spec = Spec(
         ignore_unfixed=True,
         ignore_file=".trivyignore.yaml",
     ),
-    sign=SignPolicy(attestations=("cyclonedx", "vuln")),
+    sign=SignPolicy(attestations=("cyclonedx", "vuln", "provenance")),
     ci=CIOptions(default_branch="main"),
 )

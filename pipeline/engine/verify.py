@@ -229,15 +229,16 @@ def _check_index_sboms(
     platforms: Mapping[str, str],
     found: Mapping[tuple[str, str], list[dict[str, Any]]],
 ) -> None:
-    """The index carries an SBOM naming each platform image."""
+    """The index carries an SBOM naming each platform image (by digest: a mirror copy names the
+    registry it was released to)."""
     if (INDEX, "cyclonedx") not in found:
         return
     named = {
-        str(((p.get("metadata") or {}).get("component") or {}).get("name", ""))
+        str(((p.get("metadata") or {}).get("component") or {}).get("name", "")).rpartition("@")[2]
         for p in _predicates(found[(INDEX, "cyclonedx")])
     }
     for platform, platform_digest in sorted(platforms.items()):
-        if f"{repository}@{platform_digest}" not in named:
+        if platform_digest not in named:
             raise VerifyFailed(
                 f"{repository}@{digest}: the index has no SBOM of its {platform} image"
             )

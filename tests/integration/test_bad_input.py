@@ -184,8 +184,8 @@ SPEC_CASES = [
     ),
     spec(
         "unknown-attestation",
-        'attestations=("cyclonedx", "vuln")',
-        'attestations=("cyclonedx", "spdx")',
+        'attestations=("cyclonedx", "vuln", "provenance")',
+        'attestations=("cyclonedx", "spdx", "provenance")',
         "sign.attestations[1]",
     ),
     spec(

@@ -35,7 +35,9 @@ KEYLESS_SPEC = """sign=SignPolicy(
 
 def _keyless_repo(folder: Path, repository: str) -> ReleaseRepo:
     repo = make_repo(folder, repository)
-    repo.edit_spec('sign=SignPolicy(attestations=("cyclonedx", "vuln")),', KEYLESS_SPEC)
+    repo.edit_spec(
+        'sign=SignPolicy(attestations=("cyclonedx", "vuln", "provenance")),', KEYLESS_SPEC
+    )
     repo.edit_spec("from pipeline.spec import (", "import os\n\nfrom pipeline.spec import (")
     repo.edit_spec("    Image,\n", "    Image,\n    KeylessIdentity,\n")
     repo.commit("keyless")
