@@ -297,13 +297,16 @@ def test_attestations_are_where_verifiers_look_on_the_version_tag(
     assert statement["predicateType"] == "https://slsa.dev/provenance/v1"
     predicate = statement["predicate"]
     source = predicate["buildDefinition"]["externalParameters"]["source"]
-    assert source["commit"] == repo.head
+    signed = bench.verify_signature(ref)
+    assert signed.returncode == 0, signed.stderr
+    revision = json.loads(signed.stdout)[0]["optional"]["org.opencontainers.image.revision"]
+    assert source["commit"] == revision, "the provenance names the commit the signature names"
     assert source["ref"] == "refs/tags/v1.2.3"
     outputs = {b["digest"]["sha256"] for b in predicate["runDetails"]["byproducts"]}
     from_registry = {registry.digest, *platforms.values()}
     assert outputs == {d.split(":")[1] for d in from_registry}, "index and every platform"
     dependencies = predicate["buildDefinition"]["resolvedDependencies"]
-    assert dependencies[0]["digest"]["gitCommit"] == repo.head
+    assert dependencies[0]["digest"]["gitCommit"] == revision
     assert any(
         d.get("digest", {}).get("sha256") == bench.base_image.split("@sha256:")[1]
         for d in dependencies[1:]
