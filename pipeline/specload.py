@@ -1,25 +1,29 @@
 """Find and import the release spec file, then validate it.
 
-Search order: `--spec PATH`, then `$PIPELINE_SPEC`, then `[tool.pipeline] spec` in the nearest
-pyproject.toml (from the working directory up), then `release.py` in the working directory.
-The spec file assigns a `pipeline.spec.Spec` to a module-level name `spec`.
+Search order, so that every command works from any folder of the repository:
+`--spec PATH`, then `$PIPELINE_SPEC` (both relative to the working directory), then
+`[tool.pipeline] spec` in the nearest pyproject.toml that sets it, then the nearest `release.py`;
+both looked for from the working directory up to the project root (the git top level; outside
+git, the working directory only). The spec file assigns a `pipeline.spec.Spec` to a module-level
+name `spec`.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import os
 import re
 import sys
 import tomllib
 import traceback
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import spec as spec_module
 from pipeline.errors import SpecError
+from pipeline.paths import project_root
 from pipeline.spec import Spec
 from pipeline.validate import validate
 
@@ -46,7 +50,8 @@ def find_spec_path(
         return _must_exist((cwd / explicit).resolve(), "--spec")
     if env.get(ENV_VAR):
         return _must_exist((cwd / env[ENV_VAR]).resolve(), ENV_VAR)
-    for folder in (cwd, *cwd.parents):
+    folders = search_folders(cwd)
+    for folder in folders:
         pyproject = folder / "pyproject.toml"
         if pyproject.is_file():
             try:
@@ -58,8 +63,23 @@ def find_spec_path(
                 return _must_exist(
                     (folder / configured).resolve(), f"{pyproject} [tool.pipeline] spec"
                 )
-            break
-    return _must_exist(cwd / DEFAULT_FILE, "the default spec file")
+    for folder in folders:
+        if (folder / DEFAULT_FILE).is_file():
+            return folder / DEFAULT_FILE
+    where = f"{cwd}" if len(folders) == 1 else f"{cwd} up to {folders[-1]}"
+    raise SpecError(
+        f"no spec: no {DEFAULT_FILE} and no [tool.pipeline] spec in a pyproject.toml from {where}; "
+        f"pass --spec PATH, set {ENV_VAR}, or write one with `pipeline init`"
+    )
+
+
+def search_folders(cwd: Path) -> tuple[Path, ...]:
+    """The working directory and its parents up to the project root (the git top level)."""
+    root = project_root(cwd)
+    folders = [cwd]
+    while folders[-1] != root:
+        folders.append(folders[-1].parent)
+    return tuple(folders)
 
 
 def _must_exist(path: Path, origin: str) -> Path:
@@ -72,16 +92,22 @@ _UNEXPECTED_KW = re.compile(r"(\w+)\.__init__\(\) got an unexpected keyword argu
 _MISSING_KW = re.compile(r"(\w+)\.__init__\(\) missing \d+ required keyword-only arguments?: (.+)")
 
 
-def load_spec(path: Path) -> LoadedSpec:
-    """Import the spec file; any mistake becomes one SpecError line naming file, line and field."""
+def load_spec(path: Path, text: str | None = None) -> LoadedSpec:
+    """Import the spec file; any mistake becomes one SpecError line naming file, line and field.
+
+    With `text`, that source is run as if it were the file at `path` (which need not exist):
+    `pipeline init --dry-run` proves the spec it would write before writing anything."""
     module_name = f"_pipeline_spec_{abs(hash(str(path)))}"
-    loader_spec = importlib.util.spec_from_file_location(module_name, path)
-    if loader_spec is None or loader_spec.loader is None:
-        raise SpecError(f"{path}: cannot be imported as a Python file")
-    module = importlib.util.module_from_spec(loader_spec)
+    module = types.ModuleType(module_name)
+    module.__file__ = str(path)
     sys.modules[module_name] = module
     try:
-        loader_spec.loader.exec_module(module)
+        source = path.read_bytes() if text is None else text.encode()
+    except OSError as exc:
+        sys.modules.pop(module_name, None)
+        raise SpecError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        exec(compile(source, str(path), "exec", dont_inherit=True), module.__dict__)  # noqa: S102
     except TypeError as exc:
         raise SpecError(_explain_type_error(exc, path, spec_module)) from None
     except SyntaxError as exc:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.adopt.repository import RepositoryFacts
 from pipeline.context import GitFacts, utc_from_epoch
 from pipeline.errors import GitError, last_line
 
@@ -43,6 +44,38 @@ def read_git_facts(path: Path) -> GitFacts:
         ) from None
     try:
         return _facts(repo)
+    except git.GitCommandError as exc:
+        raise GitError(f"git: {_git_reason(exc.stderr) or exc} (in {repo.working_dir})") from None
+    finally:
+        repo.close()
+
+
+def read_repository(path: Path) -> RepositoryFacts:
+    """The work tree's root, its remotes, branch and files (tracked, and untracked but not
+    ignored): what `pipeline init` reads. Works before the first commit."""
+    try:
+        import git
+    except ImportError as exc:
+        raise GitError(f"git: cannot be used ({exc}); install git") from None
+    try:
+        repo = git.Repo(path, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise GitError(f"{path.resolve()}: not inside a git repository") from None
+    try:
+        if repo.working_tree_dir is None:
+            raise GitError(f"{path.resolve()}: a bare repository has no work tree")
+        listed = str(repo.git.ls_files("-z", "--cached", "--others", "--exclude-standard"))
+        try:
+            branch: str | None = repo.active_branch.name
+        except TypeError:  # a detached HEAD
+            branch = None
+        return RepositoryFacts(
+            root=Path(repo.working_tree_dir),
+            remotes={remote.name: remote.url for remote in repo.remotes},
+            branch=branch,
+            default_branch=_origin_head(repo),
+            files=tuple(sorted({name for name in listed.split("\0") if name})),
+        )
     except git.GitCommandError as exc:
         raise GitError(f"git: {_git_reason(exc.stderr) or exc} (in {repo.working_dir})") from None
     finally:

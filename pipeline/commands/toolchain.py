@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline import ui
+from pipeline import paths, ui
 from pipeline.adapters.runner import Runner
 from pipeline.errors import EnvironmentProblem
 from pipeline.toolchain.bootstrap import bootstrap
@@ -13,7 +13,9 @@ from pipeline.toolchain.bootstrap import bootstrap
 
 def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument(
-        "--root", type=Path, default=Path.cwd(), help="project root for node_modules (default: .)"
+        "--root",
+        type=Path,
+        help="project root for node_modules (default: the git top level of this folder)",
     )
     parser.add_argument(
         "--for",
@@ -26,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    problems = bootstrap(Runner(), args.root.resolve(), args.purpose)
+    root = args.root.resolve() if args.root else paths.project_root(Path.cwd())
+    problems = bootstrap(Runner(), root, args.purpose)
     if problems:
         raise EnvironmentProblem(f"{len(problems)} tool(s) missing or not running (listed above)")
     ui.ok("toolchain ready")

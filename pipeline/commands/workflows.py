@@ -2,18 +2,25 @@
 
 `--check` changes nothing and fails (StaleFiles, with a unified diff) when the committed files
 differ from what the spec generates now; the project's own test suite runs it.
+
+Each file lives in `workflows/` and, once installed, where the service reads it
+(`.github/workflows/release.yml`, `.gitlab-ci.yml`). Both commands act on the copies that exist:
+a repository set up by `pipeline init` has only the installed ones, so those are the files
+written and checked; with neither present, `workflows/` is written (and checked as missing).
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from pipeline import ui
+from pipeline import paths, ui
 from pipeline.emit import INSTALL_TARGETS, generate
 from pipeline.errors import StaleFiles
 from pipeline.specload import load
+
+GENERATED_MARK = "# generated from "  # the first line of every file `generate` writes
 
 
 def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
@@ -24,34 +31,28 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
         help="also copy them to .github/workflows/release.yml and .gitlab-ci.yml",
     )
     parser.add_argument(
-        "--root", type=Path, help="repository root (default: the folder of pyproject.toml or .git)"
+        "--root", type=Path, help="repository root (default: the git top level of the spec)"
     )
-
-
-def repo_root(start: Path) -> Path:
-    for folder in (start, *start.parents):
-        if (folder / ".git").exists() or (folder / "pyproject.toml").is_file():
-            return folder
-    return start
 
 
 def run(args: argparse.Namespace) -> int:
 
     loaded = load(getattr(args, "spec", None))
-    root = (args.root or repo_root(loaded.base_dir)).resolve()
+    root = (args.root or paths.project_root(loaded.base_dir)).resolve()
     files = generate(loaded, root)
     if args.check:
         diffs: list[str] = []
-        for relative, text in files.items():
-            path = root / relative
-            current = path.read_text() if path.is_file() else ""
-            if current != text:
-                diffs += difflib.unified_diff(
-                    current.splitlines(keepends=True),
-                    text.splitlines(keepends=True),
-                    fromfile=f"{relative} (committed)",
-                    tofile=f"{relative} (from the spec)",
-                )
+        for generated, text in files.items():
+            for relative in _locations(root, generated, install=False):
+                path = root / relative
+                current = path.read_text() if path.is_file() else ""
+                if current != text:
+                    diffs += difflib.unified_diff(
+                        current.splitlines(keepends=True),
+                        text.splitlines(keepends=True),
+                        fromfile=f"{relative} (committed)",
+                        tofile=f"{relative} (from the spec)",
+                    )
         if diffs:
             ui.emit_stdout("".join(diffs))
             raise StaleFiles(
@@ -59,11 +60,31 @@ def run(args: argparse.Namespace) -> int:
             )
         ui.ok(f"{len(files)} generated file(s) are current")
         return 0
-    for relative, text in files.items():
-        targets = [relative] + ([INSTALL_TARGETS[relative]] if args.install else [])
-        for target in targets:
+    for generated, text in files.items():
+        for target in _locations(root, generated, install=args.install):
             path = root / target
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             ui.ok(f"wrote {target}")
     return 0
+
+
+def generated_by_us(path: Path) -> bool:
+    """Whether a file is one of ours (the generated header), not a hand-written CI file."""
+    try:
+        with path.open() as handle:
+            return handle.readline().startswith(GENERATED_MARK)
+    except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError):
+        return False
+
+
+def _locations(root: Path, generated: PurePosixPath, *, install: bool) -> list[PurePosixPath]:
+    """Where a generated file is kept: `workflows/` unless only the installed copy exists, and
+    the installed copy when it is ours (or `--install` asks for it). A hand-written
+    `.gitlab-ci.yml` is never touched without `--install`."""
+    installed = INSTALL_TARGETS[generated]
+    ours = generated_by_us(root / installed)
+    locations = [] if ours and not (root / generated).is_file() else [generated]
+    if install or ours:
+        locations.append(installed)
+    return locations

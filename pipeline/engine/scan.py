@@ -146,8 +146,8 @@ def run_scan(ws: Workspace, state: State) -> None:
             if worst.id in expired
             else ""
         )
-        if database.get("fixture"):
-            note += "; from the fixture DB's planted advisories"
+        if worst.from_fixture:
+            note += f"; a planted advisory of a fixture Trivy DB ({worst.source}), not a real one"
         raise GateFailed(
             f"vulnerability gate: {len(failed)} finding(s) at {', '.join(ws.spec.scan.fail_on)} "
             f"(worst: {worst.id} in {worst.package} {worst.installed} of {name} on "
@@ -251,12 +251,15 @@ def findings_table(found: list[tuple[str, gate.Finding]], expired: dict[str, str
     table = Table(title="Findings that block the release", show_lines=False)
     for column in ("Image", "Platform", "Severity", "ID", "Package", "Installed", "Fixed in"):
         table.add_column(column, overflow="fold")
-    if expired:
+    notes = bool(expired) or any(f.from_fixture for _, f in found)
+    if notes:
         table.add_column("Note", overflow="fold")
     for image, f in found:
         row = [image, f.platform, f.severity, f.id, f.package, f.installed, f.fixed or "—"]
-        if expired:
-            row.append(f"ignore entry expired {expired[f.id]}" if f.id in expired else "")
+        if notes:
+            why = [f"ignore entry expired {expired[f.id]}"] if f.id in expired else []
+            why += ["fixture DB: not a real advisory"] if f.from_fixture else []
+            row.append("; ".join(why))
         table.add_row(*row)
     return table
 

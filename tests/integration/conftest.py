@@ -14,7 +14,7 @@ from pipeline.adapters.runner import Runner
 from pipeline.sandbox.local import provision
 from pipeline.sandbox.registry import DOCKER_CERTS_DIR, start_registry, untrust_in_docker
 from pipeline.secrets import register
-from tests.support.bench import Bench, key_pair, require_tools
+from tests.support.bench import Bench, key_pair, publish_planted_db, require_tools
 from tests.support.faultproxy import FaultProxy, Schedule
 from tests.support.sigstore import sigstore  # noqa: F401  (a fixture for the keyless tests)
 
@@ -32,6 +32,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory, runner: Runner) -> Iterator[
     plain = start_registry(folder / "plain-registry", runner, tls=False, auth=False)
     try:
         provisioned = provision(registry, folder, runner, base=True, trivy_db=True)
+        planted_db = publish_planted_db(provisioned, runner)
         password = secrets.token_urlsafe(16)
         register(password)
         key, pub = key_pair(folder / "cosign", password)
@@ -43,6 +44,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory, runner: Runner) -> Iterator[
             cosign_key=key,
             cosign_pub=pub,
             cosign_password=password,
+            planted_db=planted_db,
         )
     finally:
         registry.stop()

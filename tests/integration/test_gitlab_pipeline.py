@@ -45,7 +45,7 @@ def test_gitlab_pipeline_releases_like_a_local_run(
         "PIPELINE_REGISTRY_USERNAME": bench.registry.username or "",
         "PIPELINE_REGISTRY_PASSWORD": bench.registry.password or "",
         "PIPELINE_BASE_IMAGE": bench.base_image,
-        "PIPELINE_TRIVY_DB_REPOSITORY": bench.db_repository,
+        "PIPELINE_TRIVY_DB_REPOSITORY": bench.sandbox_db,  # the clone has no ignore file
         "PIPELINE_OFFLINE_FIXTURES": "1",  # the bench's fixture DB stands in for Trivy's
         "SSL_CERT_FILE": bench.tool_env()["SSL_CERT_FILE"],
         # The PEM text, as a masked CI variable holds it.
@@ -92,7 +92,11 @@ def test_gitlab_pipeline_releases_like_a_local_run(
         "--spec",
         repo.spec,
         cwd=repo.path,
-        env=bench.env(PIPELINE_REGISTRY=bench.plain.host, PIPELINE_REGISTRY_CA=""),
+        env=bench.env(
+            PIPELINE_REGISTRY=bench.plain.host,
+            PIPELINE_REGISTRY_CA="",
+            PIPELINE_TRIVY_DB_REPOSITORY=bench.sandbox_db,
+        ),
     )
     assert local.returncode == 0, local.stderr[-4000:]
     plain = bench.plain.client()

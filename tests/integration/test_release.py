@@ -233,6 +233,9 @@ def test_gate_blocks_the_planted_critical_and_tags_nothing(bench: Bench, tmp_pat
         and "vulnerability gate" in error[0]
         and "nothing was signed or tagged" in error[0]
     )
+    # The finding comes from the bench's fixture DB, and the gate says so.
+    assert "a planted advisory of a fixture Trivy DB (pipeline fixture DB" in error[0], error[0]
+    assert "fixture DB: not a real advisory" in result.stderr
     assert _tags(bench.client(), repo.repository) == {}
     index = json.loads((repo.path / "dist" / "state.json").read_text())["images"]["sample-app"][
         "index_digest"

@@ -57,12 +57,16 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "pipeline.predicates",
             "pipeline.dockerignore",
             "pipeline.emit",
+            "pipeline.adopt",
         ),
     ),
     ("adapters", ("pipeline.adapters",)),
     ("machine", ("pipeline.sandbox", "pipeline.toolchain")),
     ("engine", ("pipeline.engine",)),
-    ("entry points", ("pipeline.commands", "pipeline.cli", "pipeline.__main__")),
+    (
+        "entry points",
+        ("pipeline.commands", "pipeline.cli", "pipeline.__main__", "pipeline.nox_sessions"),
+    ),
 )
 RANK = {name: rank for rank, (name, _) in enumerate(LAYERS)}
 
