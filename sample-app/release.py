@@ -44,6 +44,6 @@ spec = Spec(
         fail_on=("CRITICAL", "HIGH"),
         ignore_unfixed=True,
     ),
-    sign=SignPolicy(attestations=("cyclonedx", "vuln")),
+    sign=SignPolicy(attestations=("cyclonedx", "vuln", "provenance")),
     ci=CIOptions(default_branch="main"),
 )

@@ -7,7 +7,9 @@ commit time, tags pointing at it) and the dirty check take one `git` command eac
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -162,3 +164,39 @@ def browsable_url(url: str) -> str | None:
 def _git_reason(stderr: str | bytes | None) -> str:
     """GitPython quotes git's stderr as `stderr: '…'`: the last line, unquoted."""
     return last_line(stderr).removeprefix("stderr: ").strip("'")
+
+
+@contextlib.contextmanager
+def detached_checkout(path: Path, commit: str, dest: Path) -> Iterator[Path]:
+    """A clean work tree of `commit` at `dest` (a `git worktree` of the repository holding
+    `path`), removed afterwards: what `pipeline rebuild-check` builds from."""
+    import git
+
+    repo = git.Repo(path, search_parent_directories=True)
+    try:
+        repo.git.worktree("add", "--detach", "--force", str(dest), commit)
+    except git.GitCommandError as exc:
+        repo.close()
+        raise GitError(
+            f"git: cannot check out {commit[:12]} ({_git_reason(exc.stderr) or exc}); "
+            "fetch it first"
+        ) from None
+    try:
+        yield dest
+    finally:
+        with contextlib.suppress(git.GitCommandError):
+            repo.git.worktree("remove", "--force", str(dest))
+        repo.close()
+
+
+def commit_epoch(path: Path, commit: str) -> int:
+    """The committer time of `commit` (seconds since the epoch)."""
+    import git
+
+    repo = git.Repo(path, search_parent_directories=True)
+    try:
+        return int(str(repo.git.log("-1", "--no-show-signature", "--format=%ct", commit)).strip())
+    except git.GitCommandError as exc:
+        raise GitError(f"git: no commit {commit[:12]} here ({_git_reason(exc.stderr)})") from None
+    finally:
+        repo.close()

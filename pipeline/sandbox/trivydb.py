@@ -35,6 +35,7 @@ from pipeline.sandbox.registry import RegistryServer
 DB_LAYER = "application/vnd.aquasec.trivy.db.layer.v1.tar+gzip"
 DB_CONFIG = "application/vnd.aquasec.trivy.config.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+FIXTURE_ANNOTATION = "dev.pipeline.fixture"
 DB_TAG = "2"  # Trivy appends :2 (its DB schema) to a --db-repository without a tag
 GO_PATH = "/usr/share/gocode"
 SEVERITY_BY_NUMBER = {0: "UNKNOWN", 1: "LOW", 2: "MEDIUM", 3: "HIGH", 4: "CRITICAL"}
@@ -186,7 +187,11 @@ def artifact_manifest(layer: bytes, config: bytes) -> bytes:
                 "annotations": {"org.opencontainers.image.title": "db.tar.gz"},
             }
         ],
-        "annotations": {"org.opencontainers.image.created": METADATA["UpdatedAt"]},
+        "annotations": {
+            "org.opencontainers.image.created": METADATA["UpdatedAt"],
+            # Marks the artifact as a fixture: releases outside the sandbox refuse it.
+            FIXTURE_ANNOTATION: "true",
+        },
     }
     return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
 

@@ -12,9 +12,10 @@ import pytest
 
 from pipeline.adapters.runner import Runner
 from pipeline.sandbox.local import provision
-from pipeline.sandbox.registry import start_registry, untrust_in_docker
+from pipeline.sandbox.registry import DOCKER_CERTS_DIR, start_registry, untrust_in_docker
 from pipeline.secrets import register
 from tests.support.bench import Bench, key_pair, publish_planted_db, require_tools
+from tests.support.faultproxy import FaultProxy, Schedule
 from tests.support.sigstore import sigstore  # noqa: F401  (a fixture for the keyless tests)
 
 
@@ -66,3 +67,23 @@ def ci_python() -> Path:
             check=True,
         )
     return folder / "bin"
+
+
+@pytest.fixture
+def proxy(bench: Bench) -> Iterator[FaultProxy]:
+    """A fault-injecting TLS proxy in front of the bench registry (tests/support/faultproxy.py)."""
+    tls = bench.registry.folder / "tls"
+    with FaultProxy(
+        f"https://{bench.registry.host}",
+        cert=tls / "server.crt",
+        key=tls / "server.key",
+        ca_file=bench.registry.ca_file,
+        schedule=Schedule(),
+    ) as running:
+        # dockerd (smoke-test pulls) trusts the proxy as it trusts the registry.
+        trust = DOCKER_CERTS_DIR / running.host / "ca.crt"
+        trust.parent.mkdir(parents=True, exist_ok=True)
+        trust.write_bytes((bench.registry.ca_file or Path()).read_bytes())
+        yield running
+        trust.unlink()
+        trust.parent.rmdir()

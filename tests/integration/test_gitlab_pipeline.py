@@ -46,6 +46,7 @@ def test_gitlab_pipeline_releases_like_a_local_run(
         "PIPELINE_REGISTRY_PASSWORD": bench.registry.password or "",
         "PIPELINE_BASE_IMAGE": bench.base_image,
         "PIPELINE_TRIVY_DB_REPOSITORY": bench.sandbox_db,  # the clone has no ignore file
+        "PIPELINE_OFFLINE_FIXTURES": "1",  # the bench's fixture DB stands in for Trivy's
         "SSL_CERT_FILE": bench.tool_env()["SSL_CERT_FILE"],
         # The PEM text, as a masked CI variable holds it.
         "COSIGN_KEY": bench.cosign_key.read_text(),

@@ -87,6 +87,9 @@ class Bench:
             "PIPELINE_REGISTRY_PASSWORD": self.registry.password or "",
             "PIPELINE_BASE_IMAGE": self.base_image,
             "PIPELINE_TRIVY_DB_REPOSITORY": self.db_repository,
+            # The bench is a sandbox: its fixture DB and base are allowed (fail-closed tests
+            # take this away).
+            "PIPELINE_OFFLINE_FIXTURES": "1",
             "COSIGN_KEY": str(self.cosign_key),
             "COSIGN_PUBLIC_KEY": str(self.cosign_pub),
             "COSIGN_PASSWORD": self.cosign_password,

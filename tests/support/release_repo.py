@@ -9,6 +9,7 @@ accepted risks; the bench's releases scan against the planted DB).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from typing import Any
 from pipeline.adapters.registry import RegistryClient
 
 ROOT = Path(__file__).resolve().parents[2]
+# The OCI 1.1 referrers fallback tag `cosign copy` writes beside .sig and .att.
+COSIGN_REFERRER_TAG = re.compile(r"sha256-[0-9a-f]{64}")
 SAMPLE = ROOT / "sample-app"
 COPY = ("app", "tests", "Dockerfile", ".dockerignore", "release.py")
 IGNORE_FILE = Path(__file__).resolve().parent / "data" / "trivyignore-planted.yaml"
@@ -112,5 +115,7 @@ def release_tags(client: RegistryClient, repository: str) -> dict[str, str]:
     return {
         tag: client.digest_of(repository, tag) or ""
         for tag in client.tags(repository)
-        if not tag.endswith((".sig", ".att")) and tag != "buildcache"
+        if not tag.endswith((".sig", ".att"))
+        and tag != "buildcache"
+        and not COSIGN_REFERRER_TAG.fullmatch(tag)
     }

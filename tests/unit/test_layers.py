@@ -54,6 +54,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "pipeline.retry",
             "pipeline.state",
             "pipeline.preflight",
+            "pipeline.predicates",
+            "pipeline.dockerignore",
             "pipeline.emit",
             "pipeline.adopt",
         ),
@@ -96,7 +98,9 @@ def layer_of(module: str) -> str:
     best = ("", -1)
     for name, prefixes in LAYERS:
         for prefix in prefixes:
-            matches = module == prefix or module.startswith(prefix + ".")
+            # The package itself holds only __version__: it is no prefix of its modules.
+            below = prefix != "pipeline" and module.startswith(prefix + ".")
+            matches = module == prefix or below
             if matches and len(prefix) > best[1]:
                 best = (name, len(prefix))
     if not best[0]:
