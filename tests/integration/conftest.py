@@ -28,6 +28,7 @@ from pipeline.adapters.runner import Runner
 from pipeline.sandbox.local import Provisioned, provision
 from pipeline.sandbox.registry import RegistryServer, start_registry, untrust_in_docker
 from pipeline.secrets import register
+from tests.support.dockerhost import docker_host  # noqa: F401  (fixture: a second Docker host)
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED_TOOLS = ("docker", "cosign", "trivy", "docker-registry", "mmdebstrap", "go", "git")
