@@ -154,12 +154,12 @@ class DockerHost:
         # under the exec root): delete those of this host through runc, which kills their
         # processes and removes their cgroups, then end whatever still names this host's folder
         # (containerd, shims, runc parents), by pid.
-        for root, container in _runc_containers(self.folder, self.exec_root):
+        for root, container in runc_containers(self.folder, self.exec_root):
             runner.run(["runc", "--root", str(root), "delete", "--force", container], check=False)
-        for pid in _pids_naming(self.folder):
+        for pid in pids_naming(self.folder):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        _unmount_under(self.folder, runner)
+        unmount_under(self.folder, runner)
         runner.run(["ip", "link", "delete", self.bridge], check=False, quiet=True)
         shutil.rmtree(self.data_root, ignore_errors=True)
         shutil.rmtree(self.exec_root, ignore_errors=True)
@@ -324,7 +324,7 @@ def _wait_until_up(host: DockerHost) -> None:
     raise EnvironmentProblem(f"second dockerd on {host.host} did not answer in {START_TIMEOUT}s")
 
 
-def _pids_naming(folder: Path) -> list[int]:
+def pids_naming(folder: Path) -> list[int]:
     """Processes whose command line names `folder`: this host's containerd, shims and the runc
     parents of build steps (the steps themselves are found through runc's state)."""
     needle = str(folder).encode()
@@ -338,21 +338,22 @@ def _pids_naming(folder: Path) -> list[int]:
     return found
 
 
-def _runc_containers(folder: Path, exec_root: Path) -> list[tuple[Path, str]]:
-    """(runc root, container id) of every container this host left: build steps in runc's
-    default root whose rootfs is under `folder`, and containerd's under the exec root."""
+def runc_containers(folder: Path, exec_root: Path | None = None) -> list[tuple[Path, str]]:
+    """(runc root, container id) of every container left under `folder`: build steps in runc's
+    default root whose rootfs is under it, and containerd's under a dockerd's exec root."""
     found = []
     for state in Path(RUNC_DEFAULT_ROOT).glob("*/state.json"):
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             rootfs = json.loads(state.read_text())["config"]["rootfs"]
             if str(rootfs).startswith(f"{folder}/"):
                 found.append((Path(RUNC_DEFAULT_ROOT), state.parent.name))
-    for state in (exec_root / "runtime-runc").glob("*/*/state.json"):
-        found.append((state.parent.parent, state.parent.name))
+    if exec_root is not None:
+        for state in (exec_root / "runtime-runc").glob("*/*/state.json"):
+            found.append((state.parent.parent, state.parent.name))
     return found
 
 
-def _unmount_under(folder: Path, runner: Runner) -> None:
+def unmount_under(folder: Path, runner: Runner) -> None:
     prefix = str(folder) + "/"
     mounts = [
         line.split()[1]
