@@ -14,9 +14,9 @@ from tests.support.release_repo import make_repo, release_tags
 
 
 def _env(bench: Bench, **extra: str) -> dict[str, str]:
-    env = bench.env(PIPELINE_REGISTRY=bench.plain.host, PIPELINE_REGISTRY_CA="", **extra)
-    env.pop("PIPELINE_OFFLINE_FIXTURES", None)
-    return env
+    env = bench.env(PIPELINE_REGISTRY=bench.plain.host, PIPELINE_REGISTRY_CA="")
+    env.pop("PIPELINE_OFFLINE_FIXTURES", None)  # the bench's opt-in taken away; `extra` may add it
+    return {**env, **extra}
 
 
 def _errors(stderr: str) -> list[str]:
