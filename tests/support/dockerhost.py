@@ -58,6 +58,7 @@ START_TIMEOUT = 60.0
 # Where runc keeps the state of build-step containers (dockerd's builder runs runc without --root;
 # the host daemon's are there too, told apart by their rootfs).
 RUNC_DEFAULT_ROOT = "/run/runc"
+EXEC_ROOTS = Path("/run/pipeline-docker-hosts")  # one exec root per host, named by its bridge
 
 
 @dataclass
@@ -81,7 +82,9 @@ class DockerHost:
 
     @property
     def exec_root(self) -> Path:
-        return self.folder / "exec"
+        # Not under `folder`: containerd's sockets live here and a unix socket path is limited
+        # to 108 bytes, which a pytest tmp_path of a long test name already nearly fills.
+        return EXEC_ROOTS / self.bridge
 
     @property
     def log(self) -> Path:
@@ -156,10 +159,11 @@ class DockerHost:
         # (containerd, shims, runc parents), by pid.
         for root, container in runc_containers(self.folder, self.exec_root):
             runner.run(["runc", "--root", str(root), "delete", "--force", container], check=False)
-        for pid in pids_naming(self.folder):
+        for pid in {*pids_naming(self.folder), *pids_naming(self.exec_root)}:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         unmount_under(self.folder, runner)
+        unmount_under(self.exec_root, runner)
         runner.run(["ip", "link", "delete", self.bridge], check=False, quiet=True)
         shutil.rmtree(self.data_root, ignore_errors=True)
         shutil.rmtree(self.exec_root, ignore_errors=True)
