@@ -13,10 +13,8 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from rich.table import Table
@@ -28,6 +26,7 @@ from pipeline.adapters.registry import Credentials, Manifest, RegistryClient
 from pipeline.engine.verify import split_repository
 from pipeline.engine.workspace import Workspace
 from pipeline.errors import PublishRefused, RegistryError, SpecError
+from pipeline.filelock import locked
 from pipeline.refs import DigestRef
 from pipeline.sandbox.cache import cache_dir
 from pipeline.spec import Mirror
@@ -57,17 +56,9 @@ def ensure_publishable(image: ImageState) -> None:
         )
 
 
-@contextlib.contextmanager
-def promotion_lock(repository: str) -> Iterator[None]:
-    folder = cache_dir() / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
+def promotion_lock(repository: str) -> contextlib.AbstractContextManager[None]:
     name = hashlib.sha256(repository.encode()).hexdigest()[:16]
-    with (folder / f"{name}.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return locked(cache_dir() / "locks" / f"{name}.lock")
 
 
 def refuse_early(ws: Workspace) -> None:

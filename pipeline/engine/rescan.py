@@ -22,7 +22,7 @@ from rich.table import Table
 from pipeline import gate, oci, paths, ui
 from pipeline.adapters.cosign import Cosign
 from pipeline.engine.loading import load_release
-from pipeline.engine.scan import Job, scan_platform
+from pipeline.engine.scan import Job, fetch_db, scan_platform
 from pipeline.engine.verify import split_repository
 from pipeline.engine.workspace import Workspace, open_workspace
 from pipeline.errors import GateFailed, SpecError, VerifyFailed
@@ -165,10 +165,7 @@ def run_rescan(*, refs: Sequence[str], spec: str | None, registry: str | None) -
         if not chosen:
             ui.ok("rescan: no released version to rescan")
             return
-        ws.trivy_cache.mkdir(parents=True, exist_ok=True)
-        with ui.progress(f"trivy DB from {ws.db_repository or 'its default repository'}"):
-            ws.trivy().download_db(ws.trivy_cache, ws.db_repository)
-        database = ws.database.record(ws.trivy_cache) if ws.database else {}
+        database = fetch_db(ws, ws.trivy())
         cosign = ws.cosign()
         outcomes: list[Outcome] = []
         for target in chosen:

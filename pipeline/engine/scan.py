@@ -25,8 +25,11 @@ from pipeline import gate, oci, paths, predicates, ui
 from pipeline.adapters.trivy import ScanRequest, Trivy
 from pipeline.engine.workspace import Workspace
 from pipeline.errors import EnvironmentProblem, GateFailed
+from pipeline.filelock import locked
 from pipeline.state import ImageState, ScanState, State
 
+# In the Trivy cache: which DB artifact (digest) it holds, written once Trivy fetched it.
+DB_MARKER = "pipeline-source.json"
 REPORT_SUFFIXES = {
     "json": ".json",
     "sarif": ".sarif",
@@ -99,16 +102,41 @@ def drop_pushed_layouts(state: State) -> None:
             image.layout = None
 
 
+def fetch_db(ws: Workspace, trivy: Trivy) -> dict[str, Any]:
+    """Trivy's DB into the run's cache, the very artifact the registry serves now; its facts.
+
+    Trivy fetches only when its copy's NextUpdate has passed, so a mirror that published a new DB
+    (or the fixture, whose NextUpdate is 2099) would leave the cache a DB behind while the report
+    names the registry's digest. The cache's marker says which artifact it holds: when that is
+    not the one served now, Trivy's metadata goes, and Trivy fetches again. One run at a time
+    per cache (a lock), so a scan in flight never sees the DB swapped."""
+    cache = ws.trivy_cache
+    wanted = ws.database.digest if ws.database else None
+    marker = cache / "db" / DB_MARKER
+    label = f"trivy DB from {ws.db_repository or 'its default repository'}"
+    with ui.progress(label), locked(cache / ".lock"):
+        if wanted is not None and _held(marker) != wanted:
+            (cache / "db" / "metadata.json").unlink(missing_ok=True)
+        trivy.download_db(cache, ws.db_repository)
+        if wanted is not None:
+            marker.write_text(json.dumps({"digest": wanted}) + "\n")
+    return ws.database.record(cache) if ws.database else {}
+
+
+def _held(marker: Path) -> str | None:
+    try:
+        return str(json.loads(marker.read_text())["digest"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def run_scan(ws: Workspace, state: State) -> None:
     jobs = jobs_for(ws, state)
     if not jobs:
         ui.ok("scan: nothing new to scan (reused digests were scanned when first built)")
         return
     trivy = ws.trivy()
-    ws.trivy_cache.mkdir(parents=True, exist_ok=True)
-    with ui.progress(f"trivy DB from {ws.db_repository or 'its default repository'}"):
-        trivy.download_db(ws.trivy_cache, ws.db_repository)
-    database = ws.database.record(ws.trivy_cache) if ws.database else {}
+    database = fetch_db(ws, trivy)
     if database.get("fixture"):
         ui.warn(f"scanning with the fixture Trivy DB ({database['source']}): not real advisories")
 

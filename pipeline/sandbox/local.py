@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import os
 import secrets
 import shutil
 import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from pipeline.adapters.cosign import Cosign
 from pipeline.adapters.docker_cli import DockerCli
 from pipeline.adapters.runner import Runner
 from pipeline.errors import EnvironmentProblem
+from pipeline.filelock import locked
 from pipeline.refs import split_host
 from pipeline.sandbox import baseimage, hubmirror, trivydb
 from pipeline.sandbox.cache import cache_dir
@@ -144,15 +143,8 @@ def provision(
     )
 
 
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / ".lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _locked(folder: Path) -> contextlib.AbstractContextManager[None]:
+    return locked(folder / ".lock")
 
 
 def _password_file(folder: Path) -> Path:

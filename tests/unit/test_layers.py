@@ -32,6 +32,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "pipeline.operation",
             "pipeline.ui",
             "pipeline.paths",
+            "pipeline.filelock",
             "pipeline.stages",
             "pipeline.versions",
             "pipeline.refs",
