@@ -14,8 +14,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.adapters.runner import Runner
-from pipeline.errors import EnvironmentProblem
+from pipeline.adapters.runner import TIMED_OUT, Runner
+from pipeline.errors import EnvironmentProblem, last_line
+
+# The variable that sets a build's deadline (read by the engine; named in the timeout's error).
+BUILD_TIMEOUT_ENV = "PIPELINE_BUILD_TIMEOUT"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,6 +39,7 @@ class BuildRequest:
     # release attests a signed SLSA provenance instead (pipeline.predicates), so it stays off.
     provenance: bool = False
     source_date_epoch: int | None = None
+    timeout_seconds: float | None = None  # a Docker host that stops answering never ends a build
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +50,7 @@ class TestStageRequest:
     platform: str
     build_args: Mapping[str, str] = field(default_factory=dict)
     cache_ref: str | None = None
+    timeout_seconds: float | None = None
 
 
 def login_argv(host: str, username: str) -> list[str]:
@@ -159,6 +164,7 @@ class DockerCli:
         self.runner.run(
             build_argv(request),
             on_stderr_line=on_line,
+            timeout=request.timeout_seconds,
             error_message=lambda result: build_failure(result.stderr, result.exit_code),
         )
         return BuildResult(read_metadata(request.metadata_file), request.output_dir)
@@ -169,6 +175,7 @@ class DockerCli:
         self.runner.run(
             test_stage_argv(request),
             on_stderr_line=on_line,
+            timeout=request.timeout_seconds,
             error_message=lambda result: (
                 f"the image's tests failed (stage '{request.target}'); "
                 + build_failure(result.stderr, result.exit_code)
@@ -180,7 +187,14 @@ class DockerCli:
 
 
 def build_failure(stderr: str, exit_code: int) -> str:
-    """The first `ERROR:` line buildx printed, which names the failing step."""
+    """The first `ERROR:` line buildx printed, which names the failing step; for a build killed
+    at its deadline, that and where to look."""
+    if exit_code == TIMED_OUT:
+        return (
+            f"docker buildx build gave no result within the build timeout ({last_line(stderr)}): "
+            "is the Docker host answering (DOCKER_HOST, the docker context, the builder)? "
+            f"{BUILD_TIMEOUT_ENV} sets the limit in seconds"
+        )
     for line in stderr.splitlines():
         if line.startswith("ERROR:") or " ERROR: " in line:
             return f"docker buildx build failed: {line.split('ERROR:', 1)[1].strip()[:300]}"

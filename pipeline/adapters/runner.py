@@ -3,7 +3,8 @@
 - echoes `+ <argv>` with every known secret redacted;
 - checks the tool exists before running it (ToolMissing names it and says how to get it);
 - raises one error type, CommandError, carrying argv, exit code, stdout and stderr;
-- never goes through a shell: argv lists only.
+- never goes through a shell: argv lists only;
+- a command past its `timeout` is killed and fails like any other (exit code TIMED_OUT).
 
 It is built on `sh` (the project's required subprocess library) with `_tty_out=False`, so tools
 see a pipe and write their machine-readable output, not a terminal UI.
@@ -11,15 +12,18 @@ see a pipe and write their machine-readable output, not a terminal UI.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sh
 
@@ -30,6 +34,8 @@ from pipeline.secrets import redact
 from pipeline.spec import RetryPolicy
 from pipeline.toolchain.requirements import install_hint
 
+TIMED_OUT = -1  # Result.exit_code of a command killed at its timeout
+
 
 @dataclass(frozen=True)
 class Result:
@@ -37,6 +43,14 @@ class Result:
     exit_code: int
     stdout: str
     stderr: str
+
+
+def _end_group(proc: Any) -> None:
+    """SIGKILL a background sh command's process group and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(sh.ErrorReturnCode):
+        proc.wait()
 
 
 def display(argv: Sequence[str]) -> str:
@@ -179,23 +193,31 @@ class Runner:
             if on_stderr_line is not None:
                 on_stderr_line(line.rstrip("\n"))
 
-        try:
-            proc = sh.Command(path)(
-                *argv[1:],
-                _return_cmd=True,
-                _ok_code=list(range(256)),
-                _tty_out=False,
-                _env=child_env,
-                _err=_collect,
-                _decode_errors="replace",
-                _in=stdin,
-                _cwd=str(cwd) if cwd is not None else None,
-                _timeout=timeout,
-            )
-        except sh.TimeoutException as exc:
-            raise CommandError(
-                argv, -1, "", "".join(err_lines), message=f"{argv[0]} timed out after {timeout}s"
-            ) from exc
+        options: dict[str, Any] = {
+            "_return_cmd": True,
+            "_ok_code": list(range(256)),
+            "_tty_out": False,
+            "_env": child_env,
+            "_err": _collect,
+            "_decode_errors": "replace",
+            "_in": stdin,
+            "_cwd": str(cwd) if cwd is not None else None,
+        }
+        if timeout is None:
+            proc = sh.Command(path)(*argv[1:], **options)
+        else:
+            # Its own process group, so the deadline ends the whole tree (`docker` runs the
+            # buildx plugin as a child; sh's own _timeout would signal `docker` alone).
+            proc = sh.Command(path)(*argv[1:], _bg=True, _bg_exc=False, _new_group=True, **options)
+            try:
+                proc.wait(timeout=timeout)
+            except sh.TimeoutException:
+                _end_group(proc)
+                err_lines.append(f"{argv[0]} timed out after {timeout:.0f}s (killed)\n")
+                return Result(argv, TIMED_OUT, "", "".join(err_lines))
+            except BaseException:  # Ctrl-C: the group is not the terminal's, so end it here
+                _end_group(proc)
+                raise
         stdout = proc.stdout.decode("utf-8", "replace")
         return Result(argv, int(proc.exit_code), stdout, "".join(err_lines))
 

@@ -1,8 +1,9 @@
 """Whatever goes wrong, the user sees one redacted `error:` line and an exit code, never a
 traceback: a registry answering malformed challenges, tokens or manifests (tests/support/
-badregistry.py), and tools printing garbage (a trivy and a cosign that answer nonsense with exit
-code 0, first on PATH). The expected ones are named errors (exit 5, 6, 10); anything unexpected
-is exit 70 with the traceback in dist/pipeline-debug.log, redacted.
+badregistry.py), tools printing garbage (a trivy and a cosign that answer nonsense with exit
+code 0, first on PATH), and the Docker host lost mid-build (a second dockerd, killed or frozen).
+The expected ones are named errors (exit 4, 5, 6, 10); anything unexpected is exit 70 with the
+traceback in dist/pipeline-debug.log, redacted.
 """
 
 from __future__ import annotations
@@ -10,15 +11,19 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import stat
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.badregistry import BadRegistry, Scenario
 from tests.support.bench import Bench
-from tests.support.release_repo import ReleaseRepo, make_repo
+from tests.support.dockerhost import start_docker_host
+from tests.support.release_repo import ReleaseRepo, make_repo, release_tags
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +137,63 @@ def test_a_cosign_printing_garbage_fails_verification(bench: Bench, tmp_path: Pa
     assert result.returncode == 10, result.stderr[-3000:]
     line = _one_line(result, bench)
     assert "cosign verify printed no readable payload" in line, line
+
+
+SLEEP_STEP = 'RUN ["sleep", "1193"]\n'  # a build step that is surely running when the host goes
+
+
+def _step_running() -> bool:
+    found = subprocess.run(["pgrep", "-f", "^sleep 1193$"], capture_output=True, check=False)
+    return found.returncode == 0
+
+
+@pytest.mark.parametrize("fault", ["kill", "freeze"])
+def test_the_docker_host_lost_mid_build_is_one_line(
+    bench: Bench, tmp_path: Path, fault: str
+) -> None:
+    """kill: dockerd SIGKILLed mid-build (a crashed host); freeze: SIGSTOPped (a hung host whose
+    connections stay open), which only the build's deadline ends. The release must fail at the
+    build with one line, write its report, and leave no tag."""
+    host = start_docker_host(tmp_path / "host", docker_config=bench.provisioned.docker_config)
+    repo = make_repo(tmp_path / "repo", f"tests/host-{fault}")
+    dockerfile = repo.path / "Dockerfile"
+    text = dockerfile.read_text()
+    dockerfile.write_text(text.replace("COPY tests/ tests/\n", "COPY tests/ tests/\n" + SLEEP_STEP))
+    repo.commit("a slow test step")
+    repo.tag("v1.0.0")
+    env = bench.env(**host.env(), PIPELINE_BUILD_TIMEOUT="60")
+    started = time.monotonic()
+    try:
+        with subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "release"],
+            cwd=repo.path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as release:
+            while not _step_running():
+                assert release.poll() is None, release.communicate()[1][-3000:]
+                assert time.monotonic() - started < 300, "the slow step never started"
+                time.sleep(0.5)
+            fault_at = time.monotonic()
+            host.send_signal(signal.SIGKILL if fault == "kill" else signal.SIGSTOP)
+            stdout, stderr = release.communicate(timeout=300)
+            failed_after = time.monotonic() - fault_at
+    finally:
+        host.stop()
+    result = subprocess.CompletedProcess(release.args, release.returncode, stdout, stderr)
+    print(f"{fault}: exit {result.returncode} {failed_after:.1f}s after the fault")
+    assert result.returncode == 4, stderr[-3000:]
+    line = _one_line(result, bench)
+    print(line)
+    if fault == "kill":
+        assert failed_after < 30, line
+        assert "docker buildx build failed" in line, line
+    else:
+        assert "gave no result within the build timeout" in line, line
+        assert "is the Docker host answering" in line, line
+    report = repo.report()
+    assert report["status"] == "failed" and report["run"]["failed_step"] == "build", report
+    assert release_tags(bench.client(), repo.repository) == {}
+    assert not _step_running()  # the host's build steps ended with it

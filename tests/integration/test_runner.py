@@ -3,9 +3,12 @@ retries of transient faults and fast failure on authentication errors."""
 
 from __future__ import annotations
 
+import subprocess
+import time
+
 import pytest
 
-from pipeline.adapters.runner import Runner
+from pipeline.adapters.runner import TIMED_OUT, Runner
 from pipeline.errors import AuthError, CommandError, RegistryError, ToolMissing
 from pipeline.retry import Attempt
 from pipeline.secrets import REDACTOR
@@ -83,3 +86,18 @@ def test_auth_failures_fail_fast() -> None:
     with pytest.raises(AuthError, match="refused by the registry"):
         runner.run(["sh", "-c", "echo 'GET https://r/v2/: 401 Unauthorized' >&2; exit 1"])
     assert seen == []
+
+
+def test_a_command_past_its_timeout_is_killed_and_fails_like_any_other() -> None:
+    started = time.monotonic()
+    with pytest.raises(CommandError) as info:
+        Runner(echo=False).run(
+            ["sh", "-c", "echo started >&2; sleep 30"], timeout=1, error_message="the sleeper"
+        )
+    assert time.monotonic() - started < 10
+    exc = info.value
+    assert exc.returncode == TIMED_OUT
+    assert "started" in exc.stderr
+    assert str(exc) == "the sleeper: sh timed out after 1s (killed)"
+    sleepers = subprocess.run(["pgrep", "-f", "^sleep 30$"], capture_output=True, check=False)
+    assert sleepers.stdout == b""  # killed, not left behind

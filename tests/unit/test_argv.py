@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.adapters import cosign, docker_cli, trivy
-from pipeline.errors import VerifyFailed
+from pipeline.adapters.runner import TIMED_OUT
+from pipeline.engine.build import DEFAULT_BUILD_TIMEOUT, build_timeout
+from pipeline.errors import SpecError, VerifyFailed
 from pipeline.refs import DigestRef
 from pipeline.spec import KeylessIdentity
 
@@ -191,3 +193,28 @@ def test_verify_output_must_name_the_digest() -> None:
         cosign.parse_verify_output(good.replace("sha256:x", "sha256:y"), "sha256:x")
     with pytest.raises(VerifyFailed):
         cosign.parse_verify_output("not json", "sha256:x")
+
+
+def test_a_build_killed_at_its_deadline_says_where_to_look() -> None:
+    stderr = "#5 [2/3] RUN make\ndocker timed out after 60s (killed)\n"
+    message = docker_cli.build_failure(stderr, TIMED_OUT)
+    assert message.startswith(
+        "docker buildx build gave no result within the build timeout (docker timed out after 60s"
+    )
+    assert "is the Docker host answering" in message and "PIPELINE_BUILD_TIMEOUT" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("", DEFAULT_BUILD_TIMEOUT), ("90", 90.0), (" 7200 ", 7200.0)]
+)
+def test_the_build_timeout_comes_from_the_environment(text: str, seconds: float) -> None:
+    assert build_timeout({"PIPELINE_BUILD_TIMEOUT": text}) == seconds
+
+
+@pytest.mark.parametrize("text", ["0", "-5", "1h", "2.5"])
+def test_a_bad_build_timeout_names_the_variable(text: str) -> None:
+    with pytest.raises(SpecError) as info:
+        build_timeout({"PIPELINE_BUILD_TIMEOUT": text})
+    assert str(info.value) == (
+        f"PIPELINE_BUILD_TIMEOUT: {text!r} is not a whole number of seconds above 0"
+    )
