@@ -77,14 +77,14 @@ def test_rescan_turns_a_release_red_when_the_db_learns_a_new_advisory(
         rf"{re.escape(ref)} linux/\w+: CRITICAL {NEW_ID} in \S+ \(new since release\)", line
     ), line
     assert "verify and promotion now refuse it" in line
-    rows = [row for row in red.stdout.splitlines() if "FAIL" in row]
-    assert len(rows) == 2, red.stdout  # amd64 and arm64, each its own scan
+    rows = [row for row in red.stderr.splitlines() if "FAIL" in row]  # the table is on stderr
+    assert len(rows) == 2, red.stderr  # amd64 and arm64, each its own scan
     assert all(
         re.search(rf"CRITICAL {NEW_ID} \((libtinfo6|libncursesw6|ncurses-\w+)\)", row)
         for row in rows
-    ), red.stdout
+    ), red.stderr
     # the accepted advisories of the release are not "new"
-    assert not re.search(r"CVE-2099-000[1-4]", "".join(rows)), red.stdout
+    assert not re.search(r"CVE-2099-000[1-4]", "".join(rows)), red.stderr
 
     verified = bench.pipeline("verify", ref, cwd=repo.path, env=env)
     assert verified.returncode == 10, verified.stderr[-3000:]
