@@ -13,9 +13,10 @@ preflight pass; its tests run in the test stage.
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.gitrepo import GitRepo
 
 DOCKERIGNORE = ".git\n.gitignore\n.env\n.env.*\n*.key\n*.pem\ndist\nrelease.py\nnoxfile.py\n"
 SERVICE_SH = """#!/bin/sh
@@ -69,20 +70,7 @@ def service_dockerfile(
 
 
 @dataclass
-class Repo:
-    path: Path
-
-    def git(self, *args: str) -> str:
-        out = subprocess.run(
-            ["git", *args], cwd=self.path, check=True, capture_output=True, text=True
-        )
-        return out.stdout.strip()
-
-    def commit(self, message: str) -> str:
-        self.git("add", "-A")
-        self.git("commit", "-q", "-m", message)
-        return self.git("rev-parse", "HEAD")
-
+class Repo(GitRepo):
     def files(self) -> dict[str, bytes]:
         """Every file of the work tree but .git and dist: what `init` may have written."""
         return {

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.adapters.registry import RegistryClient
+from tests.support.gitrepo import GitRepo
 
 ROOT = Path(__file__).resolve().parents[2]
 # The OCI 1.1 referrers fallback tag `cosign copy` writes beside .sig and .att.
@@ -31,21 +32,9 @@ SCAN_WITH_IGNORES = (
 
 
 @dataclass
-class ReleaseRepo:
-    path: Path
+class ReleaseRepo(GitRepo):
     repository: str  # path in the registry, e.g. tests/full
     spec: str = "release.py"  # relative to path
-
-    def git(self, *args: str) -> str:
-        out = subprocess.run(
-            ["git", *args], cwd=self.path, check=True, capture_output=True, text=True
-        )
-        return out.stdout.strip()
-
-    def commit(self, message: str) -> str:
-        self.git("add", "-A")
-        self.git("commit", "-q", "-m", message)
-        return self.git("rev-parse", "HEAD")
 
     def tag(self, name: str, *, force: bool = False) -> None:
         self.git("tag", *(["-f"] if force else []), name)
