@@ -176,9 +176,8 @@ class DockerCli:
             test_stage_argv(request),
             on_stderr_line=on_line,
             timeout=request.timeout_seconds,
-            error_message=lambda result: (
-                f"the image's tests failed (stage '{request.target}'); "
-                + build_failure(result.stderr, result.exit_code)
+            error_message=lambda result: build_failure(
+                result.stderr, result.exit_code, stage=request.target
             ),
         )
 
@@ -186,16 +185,39 @@ class DockerCli:
         return self.runner.run(["docker", "buildx", "version"], quiet=True).stdout.strip()
 
 
-def build_failure(stderr: str, exit_code: int) -> str:
-    """The first `ERROR:` line buildx printed, which names the failing step; for a build killed
-    at its deadline, that and where to look."""
+def build_failure(stderr: str, exit_code: int, *, stage: str | None = None) -> str:
+    """What a failed build says: the first `ERROR:` line buildx printed, which names the failing
+    step (for the test `stage`: the image's tests failed); a lost or hung Docker host is said as
+    such, never as failed tests."""
+    host = "is the Docker host answering (DOCKER_HOST, the docker context, the builder)?"
     if exit_code == TIMED_OUT:
         return (
             f"docker buildx build gave no result within the build timeout ({last_line(stderr)}): "
-            "is the Docker host answering (DOCKER_HOST, the docker context, the builder)? "
-            f"{BUILD_TIMEOUT_ENV} sets the limit in seconds"
+            f"{host} {BUILD_TIMEOUT_ENV} sets the limit in seconds"
         )
+    lost = next((line for line in stderr.splitlines() if _host_lost(line)), None)
+    if lost is not None:
+        return f"the Docker host was lost during docker buildx build: {_error_text(lost)}; {host}"
+    tests = f"the image's tests failed (stage '{stage}'); " if stage else ""
     for line in stderr.splitlines():
         if line.startswith("ERROR:") or " ERROR: " in line:
-            return f"docker buildx build failed: {line.split('ERROR:', 1)[1].strip()[:300]}"
-    return f"docker buildx build exited {exit_code}"
+            return f"{tests}docker buildx build failed: {_error_text(line)}"
+    return f"{tests}docker buildx build exited {exit_code}"
+
+
+# What buildx and the docker CLI print when the daemon or BuildKit goes away mid-build (seen on
+# the bench: dockerd SIGKILLed or stopped, tests/integration/test_error_boundary.py).
+HOST_LOST = (
+    "Cannot connect to the Docker daemon",
+    "error reading from server: EOF",
+    "code = Unavailable",
+    "transport is closing",
+)
+
+
+def _host_lost(line: str) -> bool:
+    return any(marker in line for marker in HOST_LOST)
+
+
+def _error_text(line: str) -> str:
+    return line.split("ERROR:", 1)[-1].strip()[:300]

@@ -342,6 +342,13 @@ INPUT_CASES = [
         "no state file; run the earlier stage (build) first",
         code=12,
     ),
+    Case(
+        "build-timeout-not-a-number",
+        "inputs",
+        ("build",),
+        "PIPELINE_BUILD_TIMEOUT: '1h' is not a whole number of seconds above 0",
+        env={"PIPELINE_BUILD_TIMEOUT": "1h"},
+    ),
 ]
 
 REFERENCE_CASES = [

@@ -189,10 +189,10 @@ def test_the_docker_host_lost_mid_build_is_one_line(
     print(line)
     if fault == "kill":
         assert failed_after < 30, line
-        assert "docker buildx build failed" in line, line
+        assert "the Docker host was lost during docker buildx build" in line, line
     else:
         assert "gave no result within the build timeout" in line, line
-        assert "is the Docker host answering" in line, line
+    assert "is the Docker host answering" in line and "tests failed" not in line, line
     report = repo.report()
     assert report["status"] == "failed" and report["run"]["failed_step"] == "build", report
     assert release_tags(bench.client(), repo.repository) == {}

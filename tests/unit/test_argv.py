@@ -218,3 +218,27 @@ def test_a_bad_build_timeout_names_the_variable(text: str) -> None:
     assert str(info.value) == (
         f"PIPELINE_BUILD_TIMEOUT: {text!r} is not a whole number of seconds above 0"
     )
+
+
+@pytest.mark.parametrize(
+    "stderr",
+    [
+        "#7 [test 4/5] RUN sleep 1193\nERROR: Cannot connect to the Docker daemon at "
+        "tcp://127.0.0.1:49153. Is the docker daemon running?\n",
+        "ERROR: failed to solve: Unavailable: error reading from server: EOF\n",
+        "ERROR: failed to receive status: rpc error: code = Unavailable desc = closing\n",
+    ],
+)
+def test_a_lost_docker_host_is_never_called_failed_tests(stderr: str) -> None:
+    message = docker_cli.build_failure(stderr, 1, stage="test")
+    assert message.startswith("the Docker host was lost during docker buildx build: ")
+    assert "tests failed" not in message and "is the Docker host answering" in message
+
+
+def test_a_failing_test_stage_says_the_tests_failed() -> None:
+    stderr = '#9 [test 5/5] RUN ["python3", "-m", "unittest"]\nERROR: process "/bin/sh" did not\n'
+    assert docker_cli.build_failure(stderr, 1, stage="test") == (
+        "the image's tests failed (stage 'test'); docker buildx build failed: "
+        'process "/bin/sh" did not'
+    )
+    assert docker_cli.build_failure("", 2) == "docker buildx build exited 2"
