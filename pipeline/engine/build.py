@@ -15,13 +15,13 @@ import contextlib
 import json
 import platform as host_platform
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pipeline import oci, paths, ui
 from pipeline.adapters import docker_engine
-from pipeline.adapters.docker_cli import BUILD_TIMEOUT_ENV, BuildRequest, TestStageRequest
+from pipeline.adapters.docker_cli import BuildRequest, TestStageRequest
 from pipeline.adapters.registry import Manifest, RegistryClient
 from pipeline.engine import buildcontext
 from pipeline.engine.verify import verify_digest
@@ -33,7 +33,6 @@ from pipeline.refs import ImageRef
 from pipeline.spec import Image, RetryPolicy
 from pipeline.state import ImageState, State
 
-DEFAULT_BUILD_TIMEOUT = 3600.0
 MACHINE_TO_PLATFORM = {
     "x86_64": "linux/amd64",
     "amd64": "linux/amd64",
@@ -110,18 +109,6 @@ def _reuse(ws: Workspace, state: State, image: Image) -> bool:
     return True
 
 
-def build_timeout(environ: Mapping[str, str]) -> float:
-    """Seconds a build may take before it is killed ($PIPELINE_BUILD_TIMEOUT, default an hour):
-    a Docker host that stops answering (SIGSTOP, a network partition) otherwise hangs buildx for
-    ever, with the connection open."""
-    text = environ.get(BUILD_TIMEOUT_ENV, "").strip()
-    if not text:
-        return DEFAULT_BUILD_TIMEOUT
-    if not text.isdigit() or int(text) == 0:
-        raise SpecError(f"{BUILD_TIMEOUT_ENV}: {text!r} is not a whole number of seconds above 0")
-    return float(text)
-
-
 def build_image(ws: Workspace, image: Image, platforms: tuple[str, ...]) -> ImageState:
     docker = ws.docker()
     context = ws.loaded.resolve(image.context)
@@ -149,7 +136,7 @@ def build_image(ws: Workspace, image: Image, platforms: tuple[str, ...]) -> Imag
         annotations=labels,
         cache_ref=cache_ref,
         source_date_epoch=REPRODUCIBLE_EPOCH,
-        timeout_seconds=build_timeout(ws.environ),
+        timeout_seconds=ws.build_timeout,
     )
     label = f"{image.name}: buildx build {', '.join(platforms)}"
     if not image.test_target:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from pipeline import paths, ui
 from pipeline.adapters.cosign import Cosign, Identity
-from pipeline.adapters.docker_cli import DockerCli
+from pipeline.adapters.docker_cli import BUILD_TIMEOUT_ENV, DockerCli
 from pipeline.adapters.registry import Credentials, RegistryClient, docker_config_credentials
 from pipeline.adapters.runner import Runner
 from pipeline.adapters.trivy import Trivy
@@ -47,6 +47,8 @@ from pipeline.secrets import register
 from pipeline.spec import LOCAL_REGISTRY, Image, RetryPolicy, Spec
 from pipeline.specload import LoadedSpec
 from pipeline.tags import TagSet
+
+DEFAULT_BUILD_TIMEOUT = 3600.0  # seconds: a build's deadline unless PIPELINE_BUILD_TIMEOUT says
 
 
 @dataclass
@@ -67,6 +69,7 @@ class Workspace:
     signs: bool = False  # the run signs (else it only verifies with the public key)
     database: inputs.Database | None = None  # the scan's vulnerability DB (scan runs only)
     fixtures_allowed: bool = False  # the sandbox, or PIPELINE_OFFLINE_FIXTURES=1
+    build_timeout: float = DEFAULT_BUILD_TIMEOUT  # seconds a buildx build may take
     # Build arguments per image that replace the spec's (rebuild-check: the release's own).
     build_args_override: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     retries: list[Attempt] = field(default_factory=list)
@@ -262,6 +265,7 @@ def open_workspace(
     env = dict(os.environ if environ is None else environ)
     spec = loaded.spec
     host = resolve_registry_host(spec, registry_override, env)
+    seconds = build_timeout(env)  # a bad value is refused before anything runs
     base_runner = Runner(env=env)
     # The sandbox: the spec's built-in registry, not overridden. Only there (or opted in) may
     # the built-in base and the fixture DB stand in for inputs that cannot be reached.
@@ -310,6 +314,7 @@ def open_workspace(
             sandbox=provisioned,
             signs="sign" in steps,
             fixtures_allowed=fixtures.allowed,
+            build_timeout=seconds,
         )
         workspace.client.on_retry = workspace.note_retry
         workspace.runner.on_retry = workspace.note_retry
@@ -324,6 +329,18 @@ def open_workspace(
                 from_sandbox=fixtures.db,
             )
         yield workspace
+
+
+def build_timeout(environ: Mapping[str, str]) -> float:
+    """Seconds a build may take before it is killed ($PIPELINE_BUILD_TIMEOUT, default an hour):
+    a Docker host that stops answering (SIGSTOP, a network partition) otherwise hangs buildx for
+    ever, with the connection open."""
+    text = environ.get(BUILD_TIMEOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_BUILD_TIMEOUT
+    if not text.isdigit() or int(text) == 0:
+        raise SpecError(f"{BUILD_TIMEOUT_ENV}: {text!r} is not a whole number of seconds above 0")
+    return float(text)
 
 
 SCRATCH_PREFIX = "pipeline-run-"

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.adapters import cosign, docker_cli, trivy
 from pipeline.adapters.runner import TIMED_OUT
-from pipeline.engine.build import DEFAULT_BUILD_TIMEOUT, build_timeout
+from pipeline.engine.workspace import DEFAULT_BUILD_TIMEOUT, build_timeout
 from pipeline.errors import SpecError, VerifyFailed
 from pipeline.refs import DigestRef
 from pipeline.spec import KeylessIdentity
