@@ -4,6 +4,7 @@ fan-out modes, keyless signing, determinism, and that committed files are curren
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -243,6 +244,8 @@ def test_check_fails_with_a_diff_when_stale(
     from pipeline.cli import main
 
     spec = str(ROOT / "sample-app" / "release.py")
+    # A current lock: `workflows` keeps it and resolves nothing (a unit test starts no pip).
+    shutil.copy(ROOT / "pipeline.lock", tmp_path / "pipeline.lock")
     assert main(["workflows", "--spec", spec, "--root", str(tmp_path)]) == 0
     assert main(["workflows", "--spec", spec, "--root", str(tmp_path), "--check"]) == 0
     stale = tmp_path / GITLAB_FILE
@@ -257,3 +260,10 @@ def test_check_fails_with_a_diff_when_stale(
         tmp_path / GITHUB_FILE
     ).read_text()
     assert (tmp_path / ".gitlab-ci.yml").is_file()
+    (tmp_path / "pipeline.lock").write_text(
+        (ROOT / "pipeline.lock").read_text().replace("nox[uv]==", "nox[uv]==0", 1)
+    )
+    capsys.readouterr()
+    assert main(["workflows", "--spec", spec, "--root", str(tmp_path), "--check"]) == 11
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: pipeline.lock was resolved from other inputs (was: ")
