@@ -24,6 +24,7 @@ StageName = Literal[
     "release",
     "verify",
     "promote",
+    "notes",
 ]
 Step = Literal["preflight", "build", "merge", "scan", "sign", "publish"]
 
@@ -91,6 +92,10 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="promote",
         summary="verify a released digest, then point a floating tag at it (production, rollback)",
+    ),
+    Stage(
+        name="notes",
+        summary="release notes from dist/release.json: digests per platform, cosign verify, scan",
     ),
 )
 
