@@ -193,6 +193,7 @@ def pipeline(spec: Spec, spec_path: str) -> GitlabPipeline:
         rules=tag_rules,
         needs=("publish",),
         script=(session_command("notes"),),
+        artifacts={"paths": [f"{DIST}{NOTES_FILE}"], "expire_in": "3 months"},
         release={
             "tag_name": "$CI_COMMIT_TAG",
             "name": "$CI_COMMIT_TAG",
