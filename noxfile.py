@@ -1,8 +1,11 @@
 """Sessions: the release stages (each runs `python -m pipeline <stage>`), the tests and the linters.
 
-Every stage session installs the package and runs one command with the session's arguments, so
+The stage sessions are the ones any project gets from `pipeline.nox_sessions.register()`, so
 `nox -s build -- --platform linux/arm64` is exactly `pipeline build --platform linux/arm64`, on a
-laptop and in the generated CI jobs alike. Ordering lives in the engine, not here.
+laptop and in the generated CI jobs alike. Here they install this checkout, editable, into a uv
+venv (development); in a CI job whose Python already has the `pipeline-release` wheel installed
+(from the hash-locked pipeline.lock) they run that installed tool, as in any other repository.
+Ordering lives in the engine, not here.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ nox.options.sessions = ["lint", "tests"]
 nox.options.error_on_missing_interpreters = True
 
 sys.path.insert(0, str(ROOT))
-from pipeline.stages import STAGES  # noqa: E402  (standard library only: safe before any venv)
+# Standard library and nox only: safe before any venv exists.
+from pipeline.nox_sessions import installed_version, register  # noqa: E402
 
 PYTHON = "3.11"
 
@@ -61,13 +65,12 @@ def _install(session: nox.Session, *extras: str) -> None:
             compiled.write_text(str(ROOT))
 
 
-def _stage(session: nox.Session, verb: str) -> None:
+def _prepare(session: nox.Session, verb: str) -> None:
+    """How a stage session gets the tool here: this checkout, editable (register's `install`)."""
     _install(session)
     if verb == "release" and not os.environ.get("CI"):
         # The main job does its own set-up on a laptop; CI jobs set their runners up themselves.
         session.run("python", "-m", "pipeline", "toolchain", "--for", "local", "--root", str(ROOT))
-    # The spec is found as everywhere: [tool.pipeline] spec in pyproject.toml (or --spec).
-    session.run("python", "-m", "pipeline", verb, *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False)
@@ -120,22 +123,11 @@ def benchmark(session: nox.Session) -> None:
     session.run("python", "benchmarks/release.py", *session.posargs)
 
 
-@nox.session(python=PYTHON, default=False)
-def workflows(session: nox.Session) -> None:
-    """Write workflows/ from the spec; `-- --check` fails with a diff when they are stale."""
-    _stage(session, "workflows")
-
-
-def _make_stage(verb: str, doc: str) -> None:
-    def stage(session: nox.Session) -> None:
-        _stage(session, verb)
-
-    stage.__doc__ = doc
-    stage.__name__ = verb
-    nox.session(python=PYTHON, name=verb, default=False)(stage)
-
-
-for _entry in STAGES:
-    _make_stage(_entry.name, _entry.summary[0].upper() + _entry.summary[1:] + ".")
-_make_stage("plan", "Dry run: print what would be built, tagged, scanned and signed.")
-_make_stage("tags", "Print the tags the current context would publish (`-- --json` for details).")
+# The stage sessions, plan, tags and workflows (the spec is found as everywhere: [tool.pipeline]
+# spec in pyproject.toml, or --spec). toolchain and doctor are defined above: they install the
+# test tools too. A CI job that installed the wheel from pipeline.lock runs that wheel instead.
+register(
+    install="none" if os.environ.get("CI") and installed_version() else _prepare,
+    python=PYTHON,
+    exclude=("toolchain", "doctor"),
+)

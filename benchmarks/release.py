@@ -136,7 +136,6 @@ def main() -> int:
                 "CONTEXT": str(clone / "sample-app"),
                 "BASE_IMAGE": sandbox.base_image,
                 "DB_REPOSITORY": sandbox.db_repository,
-                "TRIVY_IGNOREFILE": str(clone / "sample-app" / ".trivyignore.yaml"),
                 "WORK": str(work),
                 "COSIGN_KEY": str(key.key),
                 "COSIGN_PASSWORD": key.password,

@@ -38,6 +38,7 @@ class Verb:
 
 
 VERBS: tuple[Verb, ...] = (
+    Verb("init", "init", "set this git repository up: release.py, noxfile.py and the CI files"),
     Verb(
         "doctor", "doctor", "each tool's path and version, and whether multi-platform builds work"
     ),

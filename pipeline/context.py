@@ -78,6 +78,19 @@ class ReleaseContext:
     dirty: bool = False
     releases: tuple[str, ...] = ()  # known release versions, lowest first
     shallow: bool = False  # the release list came from a shallow checkout
+    # Where the run is, for the provenance: the CI run's URL, and the CI definition that runs it
+    # (GitHub's workflow ref `owner/repo/.github/workflows/x.yml@refs/…`, GitLab's CI config).
+    run_url: str | None = None
+    workflow_ref: str | None = None
+
+    @property
+    def git_ref(self) -> str | None:
+        """The full git ref built: refs/tags/v1.2.3 or refs/heads/main."""
+        if self.tag:
+            return f"refs/tags/{self.tag}"
+        if self.branch and self.event != "pull_request":
+            return f"refs/heads/{self.branch}"
+        return None
 
     @property
     def short_sha(self) -> str:
@@ -242,6 +255,8 @@ def _github(
     server = environ.get("GITHUB_SERVER_URL", "").rstrip("/")
     repo_name = environ.get("GITHUB_REPOSITORY", "")
     source = f"{server}/{repo_name}" if server and repo_name else None
+    run_id, attempt = environ.get("GITHUB_RUN_ID", ""), environ.get("GITHUB_RUN_ATTEMPT", "1")
+    run_url = f"{source}/actions/runs/{run_id}/attempts/{attempt}" if source and run_id else None
     return ReleaseContext(
         system="github",
         event=event,
@@ -256,6 +271,8 @@ def _github(
         dirty=facts.dirty if facts else False,
         releases=_versions(git, release_tag, tag),
         shallow=git.shallow if git else False,
+        run_url=run_url,
+        workflow_ref=environ.get("GITHUB_WORKFLOW_REF") or None,
     )
 
 
@@ -342,7 +359,19 @@ def _gitlab(
         dirty=facts.dirty if facts else False,
         releases=_versions(git, release_tag, tag),
         shallow=git.shallow if git else False,
+        run_url=environ.get("CI_JOB_URL") or environ.get("CI_PIPELINE_URL") or None,
+        workflow_ref=_gitlab_config_ref(environ, tag, branch),
     )
+
+
+def _gitlab_config_ref(
+    environ: Mapping[str, str], tag: str | None, branch: str | None
+) -> str | None:
+    """GitLab's `ci_config_ref_uri` shape: `host/group/project//.gitlab-ci.yml@refs/tags/v1`."""
+    project = environ.get("CI_PROJECT_URL", "").removeprefix("https://").removeprefix("http://")
+    config = environ.get("CI_CONFIG_PATH") or ".gitlab-ci.yml"
+    ref = f"refs/tags/{tag}" if tag else f"refs/heads/{branch}" if branch else None
+    return f"{project}//{config}@{ref}" if project and ref else None
 
 
 def _local(git: GitFacts | None, release_tag: str, fallback_default: str) -> ReleaseContext:

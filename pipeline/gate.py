@@ -17,6 +17,10 @@ from typing import Any
 
 from pipeline.spec import SEVERITIES, ScanPolicy
 
+# A fixture DB (the sandbox's, the test bench's) names its data source so: Trivy reports the name
+# with every finding (`DataSource.Name`), and a finding from such a DB says it is not real.
+FIXTURE_SOURCE_PREFIX = "pipeline fixture DB"
+
 
 @dataclass(frozen=True, order=True)
 class Finding:
@@ -28,10 +32,16 @@ class Finding:
     severity: str
     title: str = field(compare=False)
     platform: str = field(compare=False, default="")
+    source: str = field(compare=False, default="")  # the advisory's data source (its DB)
 
     @property
     def has_fix(self) -> bool:
         return bool(self.fixed)
+
+    @property
+    def from_fixture(self) -> bool:
+        """Planted by a fixture DB, not a real advisory."""
+        return self.source.startswith(FIXTURE_SOURCE_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,7 @@ def findings(report: Mapping[str, Any], platform: str = "") -> list[Finding]:
                     severity=severity,
                     title=str(vuln.get("Title", "")),
                     platform=platform,
+                    source=str((vuln.get("DataSource") or {}).get("Name", "")),
                 )
             )
     return sorted(found)

@@ -109,6 +109,28 @@ class Layout:
                 yield from self.walk(Descriptor.parse(entry))
         yield descriptor, body
 
+    def platform_view(self, platform: str, dest: Path) -> tuple[Path, str]:
+        """A layout at `dest` whose index names only `platform`'s image, sharing this layout's
+        blobs (a symlink): what a scanner that ignores `--platform` for layouts must be given.
+        Returns the view and the image's config digest (what the scanner reports as its ID)."""
+        index = json.loads(self.blob(self.top().digest))
+        entry = next(
+            (e for e in index.get("manifests", []) if Descriptor.parse(e).platform == platform),
+            None,
+        )
+        if entry is None:
+            raise KeyError(f"{self.root}: no {platform} image in the index")
+        manifest = json.loads(self.blob(str(entry["digest"])))
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+        (dest / "index.json").write_text(
+            json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]})
+        )
+        blobs = dest / "blobs"
+        if not blobs.exists():
+            blobs.symlink_to((self.root / "blobs").resolve(), target_is_directory=True)
+        return dest, str(manifest["config"]["digest"])
+
     def blobs_of(self, manifest_body: bytes) -> list[Descriptor]:
         document = json.loads(manifest_body)
         return [Descriptor.parse(document["config"])] + [

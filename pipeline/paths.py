@@ -7,6 +7,7 @@ generated CI uploads and downloads them as artifacts: one definition.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path, PurePosixPath
 
 DIST = PurePosixPath("dist")
@@ -30,6 +31,11 @@ def platform_slug(platform: str) -> str:
 
 def platform_state(platform: str) -> PurePosixPath:
     return PLATFORM_STATES / f"{platform_slug(platform)}.json"
+
+
+def cache_dir() -> Path:
+    """Where slow fixtures and tool caches live between runs: $XDG_CACHE_HOME/pipeline."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pipeline"
 
 
 def project_root(start: Path) -> Path:

@@ -94,6 +94,17 @@ def parse_stages(text: str, build_args: Mapping[str, str]) -> list[Stage]:
     ]
 
 
+def external_bases(text: str, build_args: Mapping[str, str]) -> list[str]:
+    """The images a Dockerfile builds FROM (build arguments applied), stages and scratch left out:
+    what the provenance lists as the build's base images."""
+    stages = parse_stages(text, build_args)
+    names = {s.name for s in stages if s.name}
+    return sorted(
+        {s.base for s in stages if s.base and s.base != "scratch" and s.base not in names}
+        - {b for b in (s.base for s in stages) if "$" in b}
+    )
+
+
 def _close(stages: list[Stage], items: list[dict[str, Any]]) -> None:
     words = items[0]["value"].split()
     args = [w for w in words if not w.startswith("--")]

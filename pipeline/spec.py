@@ -38,7 +38,7 @@ KNOWN_PLATFORMS = (
 )
 SEVERITIES = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 SCAN_FORMATS = ("json", "sarif", "cyclonedx")
-ATTESTATIONS = ("cyclonedx", "vuln")
+ATTESTATIONS = ("cyclonedx", "vuln", "provenance")
 PREFLIGHT_CHECKS = (
     "dockerignore",
     "non_root_user",
@@ -168,11 +168,24 @@ class ScanPolicy:
 
 @dataclass(frozen=True, kw_only=True)
 class KeylessIdentity:
-    """A Sigstore keyless identity: the OIDC issuer and the certificate subject (or a regexp)."""
+    """Who must have signed, keyless (Sigstore): the OIDC issuer and the certificate's identity.
+
+    Either a `subject` (or `subject_regexp`), or a CI workload: `ci="github"` or `ci="gitlab"`
+    with the `repository` and the `workflow` file. The identity is then the workflow's URL at the
+    release's ref (GitHub: `https://github.com/OWNER/REPO/.github/workflows/release.yml@refs/tags/
+    v1.2.3`; GitLab: `https://gitlab.com/GROUP/PROJECT//.gitlab-ci.yml@refs/tags/v1.2.3`), which
+    Fulcio builds from the token's repository, workflow and ref claims: a version is checked
+    against exactly its own tag, anything else against `ref_regexp`.
+    """
 
     issuer: str
     subject: str | None = None
     subject_regexp: str | None = None
+    ci: Literal["github", "gitlab"] | None = None
+    server: str | None = None  # https://github.com or https://gitlab.com when None
+    repository: str | None = None  # OWNER/REPO, GROUP/PROJECT
+    workflow: str | None = None  # .github/workflows/release.yml, .gitlab-ci.yml
+    ref_regexp: str = "refs/tags/.+"  # the refs allowed to sign a release
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,7 +197,13 @@ class SignPolicy:
     public_key_env: str = "COSIGN_PUBLIC_KEY"
     keyless: KeylessIdentity | None = None
     attestations: tuple[str, ...] = ATTESTATIONS
-    transparency_log: bool = False  # Rekor upload; keyless needs it
+    # Rekor: upload and require the entries. Keep it on for keyless signing with the public-good
+    # Sigstore; a private or offline Fulcio (the test bench) runs without one.
+    transparency_log: bool = False
+    # Keyless: the Fulcio to get certificates from (None: the public-good one);
+    # PIPELINE_FULCIO_URL wins. `certificate_transparency=False` for a Fulcio without a CT log.
+    fulcio_url: str | None = None
+    certificate_transparency: bool = True
     # With no key configured outside CI, generate a throwaway key pair (clearly reported).
     throwaway_key_when_unset: bool = True
 

@@ -24,6 +24,8 @@ StageName = Literal[
     "release",
     "verify",
     "promote",
+    "rescan",
+    "rebuild-check",
     "notes",
 ]
 Step = Literal["preflight", "build", "merge", "scan", "sign", "publish"]
@@ -41,7 +43,7 @@ class Stage:
     @property
     def module(self) -> str:
         """The `pipeline.commands` module that implements the verb."""
-        return "stage" if self.steps else self.name
+        return "stage" if self.steps else self.name.replace("-", "_")
 
     @property
     def reports(self) -> bool:
@@ -92,6 +94,14 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="promote",
         summary="verify a released digest, then point a floating tag at it (production, rollback)",
+    ),
+    Stage(
+        name="rebuild-check",
+        summary="rebuild a released tag from its signed commit and compare the digests",
+    ),
+    Stage(
+        name="rescan",
+        summary="scan released versions again with today's DB; attest, and fail on new findings",
     ),
     Stage(
         name="notes",

@@ -58,6 +58,10 @@ class ImageState:
     verified: bool = False
     tags: list[TagState] = field(default_factory=list)
     mirrors: list[str] = field(default_factory=list)
+    # What the build used, for the provenance: build arguments and base images [reference, digest].
+    build_args: dict[str, str] = field(default_factory=dict)
+    base_images: list[list[str | None]] = field(default_factory=list)
+    context_digest: str | None = None  # the files the build was sent (pipeline.engine.buildcontext)
 
     @property
     def digest_ref(self) -> str:
@@ -76,6 +80,8 @@ class State:
     timings: dict[str, float] = field(default_factory=dict)
     public_key: str | None = None
     schema: int = SCHEMA
+    run_id: str = ""  # the run that wrote it last (release.json and release.env carry the same)
+    started_at: str | None = None  # when that run started (UTC)
 
     def done(self, stage: str, seconds: float) -> None:
         if stage not in self.stages:

@@ -30,6 +30,7 @@ from pipeline.spec import (
     SEVERITIES,
     BranchTag,
     Image,
+    KeylessIdentity,
     PullRequestTag,
     RawTag,
     SemverTag,
@@ -64,6 +65,7 @@ TYPES = Checker(
         frozenset({"short", "long"}): "a SHA format",
         frozenset({"always", "default_branch", "release"}): "an enable condition",
         frozenset({"auto", "true", "false"}): "a latest setting",
+        frozenset({"github", "gitlab"}): "a CI service",
     },
     union_noun="tag rules",
 )
@@ -480,17 +482,24 @@ def _check_sign(spec: Spec) -> None:
         if kind not in ATTESTATIONS:
             raise unknown(f"sign.attestations[{index}]", kind, "an attestation", ATTESTATIONS)
     _duplicates(sign.attestations, "sign.attestations", "it is")
+    if sign.fulcio_url is not None and not _url(sign.fulcio_url):
+        raise fail("sign.fulcio_url", sign.fulcio_url, "a Fulcio URL (https://…)")
     who = sign.keyless
     if who is None:
         return
-    if not re.match(r"https://\S+$", who.issuer):
+    if not _url(who.issuer):
         close = f"https://{who.issuer.strip()}" if "://" not in who.issuer else None
         raise fail("sign.keyless.issuer", who.issuer, "an OIDC issuer URL (https://…)", close)
+    _check_regexp(who.ref_regexp, "sign.keyless.ref_regexp")
+    if who.ci is not None:
+        _check_ci_identity(who)
+        return
     if who.subject is None and who.subject_regexp is None:
         raise fail(
             "sign.keyless",
             who,
-            "a complete identity: set subject or subject_regexp (exactly one)",
+            "a complete identity: set subject or subject_regexp (exactly one), or ci with "
+            "repository and workflow",
         )
     if who.subject is not None and who.subject_regexp is not None:
         raise fail(
@@ -501,19 +510,41 @@ def _check_sign(spec: Spec) -> None:
     if who.subject is not None:
         _non_empty(who.subject, "sign.keyless.subject", "a certificate subject (non-empty)")
     if who.subject_regexp is not None:
-        try:
-            re.compile(who.subject_regexp)
-        except re.error as exc:
+        _check_regexp(who.subject_regexp, "sign.keyless.subject_regexp")
+
+
+def _url(text: str) -> bool:
+    """https://…, or http:// on loopback (a test bench's issuer or Fulcio)."""
+    if re.match(r"https://\S+$", text):
+        return True
+    match = re.match(r"http://([^/:]+)(:\d+)?(/\S*)?$", text)
+    return bool(match) and refs.is_loopback(match.group(1) if match else "")
+
+
+def _check_regexp(value: str, path: str) -> None:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise fail(path, value, f"a regular expression ({exc})") from None
+
+
+def _check_ci_identity(who: KeylessIdentity) -> None:
+    for name in ("repository", "workflow"):
+        value = getattr(who, name)
+        if not value or not value.strip():
             raise fail(
-                "sign.keyless.subject_regexp", who.subject_regexp, f"a regular expression ({exc})"
-            ) from None
-    if not sign.transparency_log:
+                f"sign.keyless.{name}",
+                value,
+                f"set with sign.keyless.ci={who.ci!r} (the {name} that signs releases)",
+            )
+    if who.subject is not None or who.subject_regexp is not None:
         raise fail(
-            "sign.transparency_log",
-            sign.transparency_log,
-            "possible with keyless signing (it needs the transparency log)",
-            True,
+            "sign.keyless.subject" if who.subject is not None else "sign.keyless.subject_regexp",
+            who.subject or who.subject_regexp,
+            f"set with sign.keyless.ci (the identity is the {who.ci} workflow's URL)",
         )
+    if who.server is not None and not _url(who.server):
+        raise fail("sign.keyless.server", who.server, "a server URL (https://…)")
 
 
 def _check_publish(spec: Spec) -> None:

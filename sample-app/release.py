@@ -43,8 +43,7 @@ spec = Spec(
     scan=ScanPolicy(
         fail_on=("CRITICAL", "HIGH"),
         ignore_unfixed=True,
-        ignore_file=".trivyignore.yaml",
     ),
-    sign=SignPolicy(attestations=("cyclonedx", "vuln")),
+    sign=SignPolicy(attestations=("cyclonedx", "vuln", "provenance")),
     ci=CIOptions(default_branch="main"),
 )

@@ -25,7 +25,7 @@ spec = Spec(
             smoke_test=("pipeline", "--version"),
         ),
     ),
-    scan=ScanPolicy(ignore_file=".trivyignore.yaml"),
+    scan=ScanPolicy(fail_on=("CRITICAL", "HIGH"), ignore_unfixed=True),
     preflight=PreflightPolicy(
         levels={
             "dockerignore": "error",

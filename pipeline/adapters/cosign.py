@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from pipeline.refs import DigestRef
 from pipeline.spec import KeylessIdentity
 
 # cosign's predicate type names for `attest --type` / `verify-attestation --type`.
-PREDICATE_TYPES = {"cyclonedx": "cyclonedx", "vuln": "vuln"}
+PREDICATE_TYPES = {"cyclonedx": "cyclonedx", "vuln": "vuln", "provenance": "slsaprovenance1"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,6 +32,18 @@ class Identity:
     public_key: str | None = None  # for verifying
     keyless: KeylessIdentity | None = None
     tlog: bool = False
+    fulcio_url: str | None = None  # keyless: a private Fulcio (None: the public-good one)
+    sct: bool = True  # keyless: the certificate carries (and must carry) a CT log's SCT
+
+
+SERVERS = {"github": "https://github.com", "gitlab": "https://gitlab.com"}
+
+
+def workflow_identity(who: KeylessIdentity) -> str:
+    """The URL a CI workload's certificate names, without its `@ref`."""
+    server = (who.server or SERVERS[who.ci or "github"]).rstrip("/")
+    joiner = "//" if who.ci == "gitlab" else "/"
+    return f"{server}/{who.repository}{joiner}{who.workflow}"
 
 
 def _tlog_sign(identity: Identity) -> list[str]:
@@ -38,17 +51,38 @@ def _tlog_sign(identity: Identity) -> list[str]:
 
 
 def _tlog_verify(identity: Identity) -> list[str]:
-    return [] if identity.tlog else ["--insecure-ignore-tlog=true"]
+    args = [] if identity.tlog else ["--insecure-ignore-tlog=true"]
+    if identity.keyless is not None and not identity.sct:
+        args.append("--insecure-ignore-sct")
+    return args
 
 
 def _signer(identity: Identity) -> list[str]:
-    return ["--key", identity.key] if identity.key else []
+    if identity.key:
+        return ["--key", identity.key]
+    args = ["--fulcio-url", identity.fulcio_url] if identity.fulcio_url else []
+    if identity.keyless is not None and not identity.sct:
+        args.append("--insecure-skip-verify")  # the certificate has no SCT to check
+    return args
 
 
-def _verifier(identity: Identity) -> list[str]:
+def _verifier(identity: Identity, expected_ref: str | None = None) -> list[str]:
+    """Who must have signed. A CI identity is checked exactly against `expected_ref` (the tag of
+    the version being verified) when it is known, else against the spec's `ref_regexp`."""
     if identity.keyless is not None:
         who = identity.keyless
         args = ["--certificate-oidc-issuer", who.issuer]
+        if who.ci is not None:
+            base = workflow_identity(who)
+            if expected_ref:
+                args += ["--certificate-identity", f"{base}@{expected_ref}"]
+            else:
+                args += ["--certificate-identity-regexp", f"^{re.escape(base)}@{who.ref_regexp}$"]
+            if who.ci == "github":
+                args += ["--certificate-github-workflow-repository", str(who.repository)]
+                if expected_ref:
+                    args += ["--certificate-github-workflow-ref", expected_ref]
+            return args
         if who.subject:
             args += ["--certificate-identity", who.subject]
         if who.subject_regexp:
@@ -81,11 +115,11 @@ def attest_argv(ref: DigestRef, identity: Identity, kind: str, predicate: Path) 
     ]
 
 
-def verify_argv(ref: DigestRef, identity: Identity) -> list[str]:
+def verify_argv(ref: DigestRef, identity: Identity, expected_ref: str | None = None) -> list[str]:
     return [
         "cosign",
         "verify",
-        *_verifier(identity),
+        *_verifier(identity, expected_ref),
         *_tlog_verify(identity),
         "--output",
         "json",
@@ -93,11 +127,13 @@ def verify_argv(ref: DigestRef, identity: Identity) -> list[str]:
     ]
 
 
-def verify_attestation_argv(ref: DigestRef, identity: Identity, kind: str) -> list[str]:
+def verify_attestation_argv(
+    ref: DigestRef, identity: Identity, kind: str, expected_ref: str | None = None
+) -> list[str]:
     return [
         "cosign",
         "verify-attestation",
-        *_verifier(identity),
+        *_verifier(identity, expected_ref),
         *_tlog_verify(identity),
         "--type",
         PREDICATE_TYPES[kind],
@@ -167,16 +203,19 @@ class Cosign:
             error_message=f"cosign could not attach the {kind} attestation to {ref}",
         )
 
-    def verify(self, ref: DigestRef, identity: Identity) -> list[dict[str, Any]]:
-        result = self.runner.run(verify_argv(ref, identity), check=False)
+    def verify(
+        self, ref: DigestRef, identity: Identity, expected_ref: str | None = None
+    ) -> list[dict[str, Any]]:
+        result = self.runner.run(verify_argv(ref, identity, expected_ref), check=False)
         if result.exit_code != 0:
             raise VerifyFailed(f"signature check failed for {ref}: {_reason(result.stderr)}")
         return parse_verify_output(result.stdout, str(ref.digest))
 
     def verify_attestation(
-        self, ref: DigestRef, identity: Identity, kind: str
+        self, ref: DigestRef, identity: Identity, kind: str, expected_ref: str | None = None
     ) -> list[dict[str, Any]]:
-        result = self.runner.run(verify_attestation_argv(ref, identity, kind), check=False)
+        argv = verify_attestation_argv(ref, identity, kind, expected_ref)
+        result = self.runner.run(argv, check=False)
         if result.exit_code != 0:
             raise VerifyFailed(f"no valid {kind} attestation on {ref}: {_reason(result.stderr)}")
         return parse_attestations(result.stdout)

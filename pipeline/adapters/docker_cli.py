@@ -32,7 +32,9 @@ class BuildRequest:
     annotations: Mapping[str, str] = field(default_factory=dict)
     cache_ref: str | None = None  # registry cache, e.g. host/repo:buildcache
     cache_export: bool = True
-    provenance: bool = True
+    # BuildKit's own provenance sits inside the index and changes its digest at every build; the
+    # release attests a signed SLSA provenance instead (pipeline.predicates), so it stays off.
+    provenance: bool = False
     source_date_epoch: int | None = None
 
 

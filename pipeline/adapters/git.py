@@ -7,10 +7,13 @@ commit time, tags pointing at it) and the dirty check take one `git` command eac
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.adopt.repository import RepositoryFacts
 from pipeline.context import GitFacts, utc_from_epoch
 from pipeline.errors import GitError, last_line
 
@@ -41,6 +44,38 @@ def read_git_facts(path: Path) -> GitFacts:
         ) from None
     try:
         return _facts(repo)
+    except git.GitCommandError as exc:
+        raise GitError(f"git: {_git_reason(exc.stderr) or exc} (in {repo.working_dir})") from None
+    finally:
+        repo.close()
+
+
+def read_repository(path: Path) -> RepositoryFacts:
+    """The work tree's root, its remotes, branch and files (tracked, and untracked but not
+    ignored): what `pipeline init` reads. Works before the first commit."""
+    try:
+        import git
+    except ImportError as exc:
+        raise GitError(f"git: cannot be used ({exc}); install git") from None
+    try:
+        repo = git.Repo(path, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise GitError(f"{path.resolve()}: not inside a git repository") from None
+    try:
+        if repo.working_tree_dir is None:
+            raise GitError(f"{path.resolve()}: a bare repository has no work tree")
+        listed = str(repo.git.ls_files("-z", "--cached", "--others", "--exclude-standard"))
+        try:
+            branch: str | None = repo.active_branch.name
+        except TypeError:  # a detached HEAD
+            branch = None
+        return RepositoryFacts(
+            root=Path(repo.working_tree_dir),
+            remotes={remote.name: remote.url for remote in repo.remotes},
+            branch=branch,
+            default_branch=_origin_head(repo),
+            files=tuple(sorted({name for name in listed.split("\0") if name})),
+        )
     except git.GitCommandError as exc:
         raise GitError(f"git: {_git_reason(exc.stderr) or exc} (in {repo.working_dir})") from None
     finally:
@@ -129,3 +164,39 @@ def browsable_url(url: str) -> str | None:
 def _git_reason(stderr: str | bytes | None) -> str:
     """GitPython quotes git's stderr as `stderr: '…'`: the last line, unquoted."""
     return last_line(stderr).removeprefix("stderr: ").strip("'")
+
+
+@contextlib.contextmanager
+def detached_checkout(path: Path, commit: str, dest: Path) -> Iterator[Path]:
+    """A clean work tree of `commit` at `dest` (a `git worktree` of the repository holding
+    `path`), removed afterwards: what `pipeline rebuild-check` builds from."""
+    import git
+
+    repo = git.Repo(path, search_parent_directories=True)
+    try:
+        repo.git.worktree("add", "--detach", "--force", str(dest), commit)
+    except git.GitCommandError as exc:
+        repo.close()
+        raise GitError(
+            f"git: cannot check out {commit[:12]} ({_git_reason(exc.stderr) or exc}); "
+            "fetch it first"
+        ) from None
+    try:
+        yield dest
+    finally:
+        with contextlib.suppress(git.GitCommandError):
+            repo.git.worktree("remove", "--force", str(dest))
+        repo.close()
+
+
+def commit_epoch(path: Path, commit: str) -> int:
+    """The committer time of `commit` (seconds since the epoch)."""
+    import git
+
+    repo = git.Repo(path, search_parent_directories=True)
+    try:
+        return int(str(repo.git.log("-1", "--no-show-signature", "--format=%ct", commit)).strip())
+    except git.GitCommandError as exc:
+        raise GitError(f"git: no commit {commit[:12]} here ({_git_reason(exc.stderr)})") from None
+    finally:
+        repo.close()

@@ -64,6 +64,29 @@ class Manifest:
         return self.media_type in INDEX_TYPES
 
 
+def _manifest(host: str, what: str, response: requests.Response) -> Manifest:
+    """A manifest answer, checked: a JSON object, of a manifest media type. Anything else (an
+    HTML error page, a truncated body) is one RegistryError line, never a parsing traceback."""
+    body = response.content
+    media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+    try:
+        document = json.loads(body)
+    except ValueError:
+        raise RegistryError(
+            f"registry {host} answered {what} with {len(body)} bytes of {media_type or 'data'} "
+            "that are not a JSON manifest (truncated or not a registry)"
+        ) from None
+    if not isinstance(document, dict):
+        raise RegistryError(f"registry {host} answered {what} with JSON that is not a manifest")
+    if not media_type or media_type == "application/json":
+        media_type = str(document.get("mediaType", OCI_MANIFEST))
+    if media_type not in MANIFEST_TYPES:
+        raise RegistryError(
+            f"registry {host} answered {what} as {media_type!r}, not a manifest media type"
+        )
+    return Manifest(digest=digest_of(body), media_type=media_type, body=body)
+
+
 class _Transient(Exception):
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
@@ -261,6 +284,12 @@ class RegistryClient:
             return True
         if kind.lower() == "bearer":
             params = _parse_challenge(params_text)
+            realm = params.get("realm", "")
+            if not realm.startswith(("https://", "http://")):
+                raise RegistryError(
+                    f"registry {self.host} answered a Bearer challenge without a usable realm "
+                    f"({challenge[:120]!r}): not a registry speaking the distribution API"
+                )
             query = {"service": params.get("service", "")}
             if scope or params.get("scope"):
                 query["scope"] = scope or params["scope"]
@@ -268,13 +297,21 @@ class RegistryClient:
                 (self.credentials.username, self.credentials.password) if self.credentials else None
             )
             token_response = self.session.get(
-                params["realm"], params=query, auth=auth, timeout=self.timeout, verify=self.verify
+                realm, params=query, auth=auth, timeout=self.timeout, verify=self.verify
             )
             if token_response.status_code != 200:
                 return False
-            body = token_response.json()
-            token = body.get("token") or body.get("access_token")
-            if not token:
+            try:
+                body = token_response.json()
+            except ValueError:
+                raise RegistryError(
+                    f"registry {self.host}: its token endpoint {realm} answered "
+                    f"{token_response.headers.get('Content-Type') or 'no content type'}, not JSON"
+                ) from None
+            token = (
+                body.get("token") or body.get("access_token") if isinstance(body, dict) else None
+            )
+            if not isinstance(token, str) or not token:
                 return False
             register(token)
             self._bearer[scope] = token
@@ -298,12 +335,7 @@ class RegistryClient:
         )
         if response.status_code == 404:
             return None
-        body = response.content
-        digest = digest_of(body)
-        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-        if not media_type or media_type == "application/json":
-            media_type = str(json.loads(body).get("mediaType", OCI_MANIFEST))
-        return Manifest(digest=digest, media_type=media_type, body=body)
+        return _manifest(self.host, f"{repository}:{reference}", response)
 
     def digest_of(self, repository: str, reference: str) -> str | None:
         manifest = self.resolve(repository, reference)

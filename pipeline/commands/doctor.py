@@ -12,6 +12,7 @@ from rich.table import Table
 from pipeline import ui
 from pipeline.adapters import docker_engine
 from pipeline.adapters.runner import Runner, which
+from pipeline.adapters.trivy import binary_sha256, check_binary
 from pipeline.errors import CommandError, EnvironmentProblem, ToolMissing
 from pipeline.toolchain.bootstrap import BINFMT_DIR
 from pipeline.toolchain.requirements import TOOLS, Tool
@@ -106,6 +107,18 @@ def multi_platform(runner: Runner) -> list[tuple[str, str, bool]]:
     return checks
 
 
+def trivy_pin(runner: Runner) -> tuple[str, str, bool]:
+    """Whether the trivy on PATH is the binary whose sha256 this project pins."""
+    found = which("trivy", runner.env.get("PATH"))
+    if found is None:
+        return "trivy sha256", "trivy missing", False
+    try:
+        check_binary(Path(found), runner.env)
+    except EnvironmentProblem as exc:
+        return "trivy sha256", exc.message, False
+    return "trivy sha256", f"{binary_sha256(Path(found))[:16]}… is the pinned binary", True
+
+
 def run(args: argparse.Namespace) -> int:
     runner = Runner(echo=False)
     tools = Table(title="Tools")
@@ -124,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     checks = Table(title="Multi-platform builds")
     for column in ("Check", "State", "OK"):
         checks.add_column(column)
-    for name, detail, ok in multi_platform(runner):
+    for name, detail, ok in [*multi_platform(runner), trivy_pin(runner)]:
         problems += not ok
         checks.add_row(name, detail, "yes" if ok else "[red]no[/]")
     ui.table(checks)

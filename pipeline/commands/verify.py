@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from pipeline import ui
+from pipeline import predicates, ui
 from pipeline.engine.promote import resolve_and_verify, state_references
 from pipeline.refs import ImageRef
 
@@ -28,10 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument(
         "--registry", metavar="HOST[:PORT]", help="the registry of a REF without host"
     )
+    parser.add_argument(
+        "--allow-fixtures",
+        action="store_true",
+        help="accept an image scanned with the sandbox's fixture Trivy DB (never for production)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-
     spec = getattr(args, "spec", None)
     if args.ref is not None:
         ImageRef.parse(args.ref, argument="REF")  # a malformed (or empty) REF fails before login
@@ -39,14 +43,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         refs = state_references(spec=spec, registry=args.registry)
     for ref in refs:
-        show(ref, resolve_and_verify(ref, spec=spec, registry=args.registry))
+        verified = resolve_and_verify(
+            ref, spec=spec, registry=args.registry, allow_fixtures=args.allow_fixtures
+        )
+        show(ref, verified)
     return 0
 
 
 def show(ref: str, verified: Verified) -> None:
     table = Table(title=f"Verified {ref}")
     table.add_column("Check")
-    table.add_column("Result")
+    table.add_column("Result", overflow="fold")
     table.add_row("digest", verified.digest)
     table.add_row("signature", verified.signature)
     table.add_row(
@@ -56,11 +63,15 @@ def show(ref: str, verified: Verified) -> None:
     for platform, digest in sorted(verified.platforms.items()):
         table.add_row(f"  {platform}", digest)
     table.add_row("attestations", ", ".join(verified.attestations))
-    counts = verified.scan.counts
-    table.add_row(
-        "attested scan",
-        f"pass (CRITICAL {counts.get('CRITICAL', 0)}, HIGH {counts.get('HIGH', 0)}, "
-        f"unfixed allowed {verified.scan.unfixed_allowed})",
-    )
+    table.add_row("attested scan", verified.scan.describe())
+    if verified.fixture:
+        table.add_row("scan DB", "the FIXTURE DB (sandbox advisories, not real data)")
+    source = predicates.provenance_source(verified.provenance)
+    if source:
+        table.add_row(
+            "provenance",
+            f"{source.get('repository') or '—'} at {str(source.get('commit'))[:12]}, built by "
+            + str((verified.provenance.get("runDetails") or {}).get("builder", {}).get("id")),
+        )
     ui.table(table)
     ui.ok(f"{ref} verifies")

@@ -3,19 +3,19 @@
 Written from `dist/release.json` after publish: per image the index digest and each platform's
 manifest digest, the scan verdict, the tags, and the exact `cosign verify` commands that check
 the signature and the attestations (with the public key inline in key mode, the identity in
-keyless mode). `outputs()` gives the same facts as step outputs for later steps (GitHub's
-attest-build-provenance needs the subject name and digest).
+keyless mode; the commands are built by the cosign adapter's own argv functions, so they are
+the checks `pipeline verify` runs). `outputs()` gives the same facts as step outputs for later
+steps (GitHub's attest-build-provenance needs the subject name and digest).
 """
 
 from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipeline.gate import describe
-from pipeline.spec import Spec
 
 NOTES_FILE = "release-notes.md"  # in dist/
 
@@ -32,26 +32,14 @@ def _scan(image: Mapping[str, Any]) -> str:
     )
 
 
-def verify_argv(spec: Spec, reference: str, *, attestation: str | None = None) -> list[str]:
-    """`cosign verify` (or `verify-attestation --type T`) of `reference` as a user runs it."""
-    argv = ["cosign", "verify-attestation" if attestation else "verify"]
-    if attestation:
-        argv += ["--type", attestation]
-    keyless = spec.sign.keyless
-    if keyless is None:
-        argv += ["--key", "cosign.pub"]
-    else:
-        argv += ["--certificate-oidc-issuer", keyless.issuer]
-        if keyless.subject:
-            argv += ["--certificate-identity", keyless.subject]
-        else:
-            argv += ["--certificate-identity-regexp", keyless.subject_regexp or ".*"]
-    if not spec.sign.transparency_log:
-        argv.append("--insecure-ignore-tlog=true")
-    return [*argv, reference]
-
-
-def render(report: Mapping[str, Any], spec: Spec) -> str:
+def render(
+    report: Mapping[str, Any],
+    commands: Mapping[str, Sequence[Sequence[str]]],
+    *,
+    public_key: bool,
+) -> str:
+    """`commands`: per image name, the verify commands (argv) a user runs; `public_key`: put
+    the release's public key in the notes (key mode)."""
     version = report.get("version") or "(no version)"
     lines = [f"Release {version} of `{str(report.get('commit', ''))[:12]}`, signed and scanned."]
     for image in report.get("images", []):
@@ -69,12 +57,10 @@ def render(report: Mapping[str, Any], spec: Spec) -> str:
             lines.append(f"| {platform} | `{digest}` |")
         tags = ", ".join(f"`{t['name']}`" for t in image.get("tags", [])) or "—"
         lines += ["", f"Tags: {tags}", "", f"Scan: {_scan(image)}", "", "Verify:", "", "```sh"]
-        lines.append(shlex.join(verify_argv(spec, reference)))
-        for kind in spec.sign.attestations:
-            lines.append(shlex.join(verify_argv(spec, reference, attestation=kind)))
+        lines += [shlex.join(argv) for argv in commands.get(image["name"], ())]
         lines.append("```")
     key = report.get("public_key")
-    if spec.sign.keyless is None and key:
+    if public_key and key:
         lines += ["", "`cosign.pub`:", "", "```", str(key).strip(), "```"]
     return "\n".join(lines) + "\n"
 

@@ -11,21 +11,26 @@ A pull request builds the same way but pushes nothing: the layout stays in dist/
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform as host_platform
 import shutil
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from pipeline import oci, paths, ui
 from pipeline.adapters import docker_engine
 from pipeline.adapters.docker_cli import BuildRequest, TestStageRequest
 from pipeline.adapters.registry import Manifest, RegistryClient
+from pipeline.engine import buildcontext
 from pipeline.engine.verify import verify_digest
 from pipeline.engine.workspace import Workspace
-from pipeline.errors import SpecError
+from pipeline.errors import PipelineError, SpecError
 from pipeline.labels import oci_labels
-from pipeline.spec import Image
+from pipeline.preflight import external_bases
+from pipeline.refs import ImageRef
+from pipeline.spec import Image, RetryPolicy
 from pipeline.state import ImageState, State
 
 MACHINE_TO_PLATFORM = {
@@ -37,11 +42,22 @@ MACHINE_TO_PLATFORM = {
 }
 
 
+# Every timestamp in the image (files, directories, config and history) is rewritten to this.
+# BuildKit's rewrite only clamps timestamps newer than SOURCE_DATE_EPOCH, and a cached step
+# keeps the wall-clock times of the build that first ran it: with the commit time as the epoch,
+# a warm cache (a CI runner's, a registry cache) gave other layers than a cold rebuild of the
+# same commit. With 0 (as ko and Bazel's rules_oci do) every timestamp is the same everywhere;
+# the commit time is in the `org.opencontainers.image.created` label and annotation.
+REPRODUCIBLE_EPOCH = 0
+
+
 def native_platform() -> str:
     return MACHINE_TO_PLATFORM.get(host_platform.machine(), "linux/amd64")
 
 
 def build_args(ws: Workspace, image: Image) -> dict[str, str]:
+    if image.name in ws.build_args_override:  # a rebuild uses exactly the release's arguments
+        return dict(ws.build_args_override[image.name])
     args = dict(image.build_args)
     if image.base_image_arg and ws.base_image and image.base_image_arg not in args:
         args[image.base_image_arg] = ws.base_image
@@ -65,7 +81,7 @@ def run_build(ws: Workspace, state: State, *, only_platforms: Sequence[str] | No
         platforms = select_platforms(image, only_platforms)
         if ws.push and not only_platforms and _reuse(ws, state, image):
             continue
-        state.images[image.name] = _build_image(ws, image, platforms)
+        state.images[image.name] = build_image(ws, image, platforms)
 
 
 def _reuse(ws: Workspace, state: State, image: Image) -> bool:
@@ -93,10 +109,11 @@ def _reuse(ws: Workspace, state: State, image: Image) -> bool:
     return True
 
 
-def _build_image(ws: Workspace, image: Image, platforms: tuple[str, ...]) -> ImageState:
+def build_image(ws: Workspace, image: Image, platforms: tuple[str, ...]) -> ImageState:
     docker = ws.docker()
     context = ws.loaded.resolve(image.context)
     dockerfile = context / image.dockerfile
+    sent = buildcontext.describe(context, dockerfile)  # what the build is sent, by digest
     repository = ws.repository(image)
     cache_ref = f"{repository}:buildcache" if ws.push else None
     args = build_args(ws, image)
@@ -118,7 +135,7 @@ def _build_image(ws: Workspace, image: Image, platforms: tuple[str, ...]) -> Ima
         labels=labels,
         annotations=labels,
         cache_ref=cache_ref,
-        source_date_epoch=ws.context.commit_epoch,
+        source_date_epoch=REPRODUCIBLE_EPOCH,
     )
     label = f"{image.name}: buildx build {', '.join(platforms)}"
     if not image.test_target:
@@ -152,6 +169,9 @@ def _build_image(ws: Workspace, image: Image, platforms: tuple[str, ...]) -> Ima
         repository=repository,
         index_digest=result.index_digest,
         platforms=digests,
+        build_args=args,
+        base_images=base_images(ws, dockerfile, args),
+        context_digest=sent.digest,
     )
     if not ws.push:
         state.layout = str(layout_dir)
@@ -166,6 +186,27 @@ def _build_image(ws: Workspace, image: Image, platforms: tuple[str, ...]) -> Ima
     if image.smoke_test:
         smoke_test(ws, image, state)
     return state
+
+
+def base_images(ws: Workspace, dockerfile: Path, args: dict[str, str]) -> list[list[str | None]]:
+    """[reference, digest] of every base the Dockerfile builds FROM. A base given by digest keeps
+    it; a tag is resolved through its registry when it can be (one try, no retries: the build
+    already pulled it), else the digest stays unknown."""
+    found: list[list[str | None]] = []
+    for reference in external_bases(dockerfile.read_text(), args):
+        digest: str | None = None
+        try:
+            ref = ImageRef.parse(reference, argument="FROM")
+        except SpecError:
+            found.append([reference, None])
+            continue
+        digest = ref.digest
+        if digest is None and ref.host is not None:
+            client = ws.client_for(ref.host, retry=RetryPolicy(attempts=1))
+            with contextlib.suppress(PipelineError, ValueError):
+                digest = client.digest_of(ref.repository, ref.tag or "latest")
+        found.append([reference, digest])
+    return found
 
 
 def push_layout(client: RegistryClient, repository: str, layout: oci.Layout) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeline import paths, ui
-from pipeline.adapters.registry import RegistryClient, docker_config_credentials
+from pipeline.adapters.registry import RegistryClient
 from pipeline.engine.loading import load_release
 from pipeline.engine.publish import promote
 from pipeline.engine.verify import Verified, verify_digest
@@ -25,23 +25,30 @@ from pipeline.versions import parse_version
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
-def resolve_and_verify(text: str, *, spec: str | None, registry: str | None) -> Verified:
+def resolve_ref(ws: Workspace, text: str) -> tuple[str, str, str | None, str]:
+    """(host, path, tag, digest) of a reference a person gives (the spec's registry when it
+    names no host); a tag that does not exist is one line."""
+    ref = ImageRef.parse(text, argument="REF")
+    host = ref.host or ws.registry_host
+    digest = ref.digest or ws.client_for(host).digest_of(ref.repository, ref.tag or "latest")
+    if digest is None:
+        raise SpecError(f"REF: {host}/{ref.repository}:{ref.tag} does not exist")
+    return host, ref.repository, ref.tag, digest
+
+
+def resolve_and_verify(
+    text: str, *, spec: str | None, registry: str | None, allow_fixtures: bool = False
+) -> Verified:
     loaded, context, tagset = load_release(spec, os.environ, on_warning=ui.warn)
     with open_workspace(loaded, context, tagset, registry_override=registry) as ws:
-        ref = ImageRef.parse(text, argument="REF")
-        host = ref.host or ws.registry_host
-        client = ws.client
-        if host != ws.registry_host:
-            client = RegistryClient(
-                host,
-                credentials=docker_config_credentials(host, ws.runner.env),
-                retry=ws.spec.retry,
-            )
-        digest = ref.digest or (client.digest_of(ref.repository, ref.tag or "latest"))
-        if digest is None:
-            raise SpecError(f"REF: {host}/{ref.repository}:{ref.tag} does not exist")
+        host, path, tag, digest = resolve_ref(ws, text)
         return verify_digest(
-            ws, f"{host}/{ref.repository}", digest, client=client, through_tag=ref.tag
+            ws,
+            f"{host}/{path}",
+            digest,
+            client=ws.client_for(host),
+            through_tag=tag,
+            allow_fixtures=allow_fixtures,
         )
 
 

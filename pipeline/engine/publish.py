@@ -4,7 +4,7 @@
   names another digest refuses the whole promotion: nothing changes, and the error names the tag
   and both digests. The same digest is a no-op ("already published"); floating tags move.
 - Tags are written by re-PUTting the index manifest's exact bytes: nothing is rebuilt, the digest
-  cannot change. Immutable tags first, floating tags last.
+  cannot change. The sha tag first, the other immutable tags next, floating tags last.
 - A process-wide file lock per repository serialises concurrent promotions on this machine; each
   written tag is read back, so a race with another machine is detected and reported.
 - A failure part-way is reported tag by tag; a re-run completes the remaining tags.
@@ -15,18 +15,22 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from rich.table import Table
 
 from pipeline import ui
-from pipeline.adapters.registry import Manifest, RegistryClient, docker_config_credentials
+from pipeline.adapters.cosign import signature_tag
+from pipeline.adapters.docker_cli import DockerCli
+from pipeline.adapters.registry import Credentials, Manifest, RegistryClient
 from pipeline.engine.verify import split_repository
 from pipeline.engine.workspace import Workspace
-from pipeline.errors import PublishRefused, RegistryError
+from pipeline.errors import PublishRefused, RegistryError, SpecError
 from pipeline.refs import DigestRef
 from pipeline.sandbox.cache import cache_dir
+from pipeline.spec import Mirror
 from pipeline.state import ImageState, State, TagState
 
 
@@ -66,6 +70,48 @@ def promotion_lock(repository: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def refuse_early(ws: Workspace) -> None:
+    """Before anything is built: an immutable tag this run would write that already names a
+    digest released from another commit stops the run now (nothing built, signed or pushed).
+    The same commit's own release (its sha tag names the same digest) is reused instead."""
+    sha_tag = ws.tagset.sha_tag
+    immutable = [t.name for t in ws.tagset.tags if t.immutable and t.name != sha_tag]
+    if not immutable:
+        return
+    for image in ws.spec.images:
+        ours = ws.client.digest_of(image.repository, sha_tag) if sha_tag else None
+        for name in immutable:
+            current = ws.client.digest_of(image.repository, name)
+            if current is None or current == ours:
+                continue
+            # A run of this very commit killed part-way through publishing: its digest is
+            # signed for this commit (read, not verified: publish still refuses any other
+            # digest; this only decides not to stop before the build).
+            if signed_revision(ws.client, image.repository, current) == ws.context.sha:
+                continue
+            raise PublishRefused(
+                f"{ws.repository(image)}:{name} already names {current}, released from "
+                f"another commit; immutable tags never move (release a new version); "
+                "nothing was built, signed or pushed"
+            )
+
+
+def signed_revision(client: RegistryClient, path: str, digest: str) -> str | None:
+    """The commit a digest's signature payload names (unverified), if it is signed."""
+    signature = client.resolve(path, signature_tag(digest))
+    if signature is None:
+        return None
+    for layer in signature.document.get("layers") or []:
+        try:
+            payload = json.loads(client.get_blob(path, str(layer.get("digest"))))
+        except (ValueError, RegistryError):
+            continue
+        revision = (payload.get("optional") or {}).get("org.opencontainers.image.revision")
+        if isinstance(revision, str):
+            return revision
+    return None
+
+
 def plan_tags(
     client: RegistryClient, path: str, digest: str, tags: list[TagState]
 ) -> tuple[list[TagAction], list[str]]:
@@ -88,7 +134,14 @@ def plan_tags(
     return actions, conflicts
 
 
-def promote(client: RegistryClient, repository: str, digest: str, tags: list[TagState]) -> None:
+def promote(
+    client: RegistryClient,
+    repository: str,
+    digest: str,
+    tags: list[TagState],
+    *,
+    first: str | None = None,
+) -> None:
     """Point `tags` at `digest` in `repository` (host/path) with the rules above."""
     _, path = split_repository(repository)
     with promotion_lock(repository):
@@ -100,7 +153,9 @@ def promote(client: RegistryClient, repository: str, digest: str, tags: list[Tag
         actions, conflicts = plan_tags(client, path, digest, tags)
         if conflicts:
             raise PublishRefused(f"{repository}: {conflicts[0]}; nothing was changed")
-        ordered = sorted(actions, key=lambda a: not a.tag.immutable)
+        # The sha tag first (a re-run after a kill finds the commit's release by it), then the
+        # other immutable tags, the floating ones last.
+        ordered = sorted(actions, key=lambda a: (a.tag.name != first, not a.tag.immutable))
         for action in ordered:
             try:
                 client.put_manifest(
@@ -131,23 +186,39 @@ def run_publish(ws: Workspace, state: State) -> None:
         ensure_publishable(image)
     for image in state.images.values():
         image.tags = [TagState(name=t.name, immutable=t.immutable) for t in ws.tagset.tags]
-        promote(ws.client, image.repository, image.index_digest or "", image.tags)
+        promote(
+            ws.client,
+            image.repository,
+            image.index_digest or "",
+            image.tags,
+            first=ws.tagset.sha_tag,
+        )
         _print_tags(image.repository, image.tags)
         for mirror in ws.spec.publish.mirrors:
-            image.mirrors.append(_mirror(ws, image, mirror.host, mirror.repository))
+            image.mirrors.append(_mirror(ws, image, mirror))
 
 
-def _mirror(ws: Workspace, image: ImageState, host: str, repository: str | None) -> str:
+def _mirror_client(ws: Workspace, mirror: Mirror) -> RegistryClient:
+    """The mirror's client; credentials named by the spec are also logged in for cosign."""
+    if not (mirror.username_env and mirror.password_env):
+        return ws.client_for(mirror.host)
+    user = ws.environ.get(mirror.username_env, "")
+    password = ws.environ.get(mirror.password_env, "")
+    if not user or not password:
+        missing = mirror.username_env if not user else mirror.password_env
+        raise SpecError(f"publish.mirrors ({mirror.host}): {missing} is not set")
+    client = ws.client_for(mirror.host)
+    client.credentials = Credentials(user, password)
+    DockerCli(ws.runner).login(mirror.host, user, password)
+    return client
+
+
+def _mirror(ws: Workspace, image: ImageState, mirror: Mirror) -> str:
     """Copy the signed digest with its signature and attestations, then tag it the same way."""
     _, path = split_repository(image.repository)
-    target = f"{host}/{repository or path}"
+    target = f"{mirror.host}/{mirror.repository or path}"
     first = image.tags[0].name if image.tags else "latest"
-    client = RegistryClient(
-        host,
-        credentials=docker_config_credentials(host, ws.runner.env),
-        retry=ws.spec.retry,
-        on_retry=ws.note_retry,
-    )
+    client = _mirror_client(ws, mirror)
     mirror_tags = [TagState(name=t.name, immutable=t.immutable) for t in image.tags]
     _, mpath = split_repository(target)
     _actions, conflicts = plan_tags(client, mpath, image.index_digest or "", mirror_tags)

@@ -1,29 +1,60 @@
-"""Report: `dist/release.json` for machines, a table for people, a Markdown summary for GitHub
-(`$GITHUB_STEP_SUMMARY`) and a dotenv file for later GitLab jobs. Rendering is pure.
+"""Report: `dist/release.json` for machines, a table for people, the Markdown summary
+(`dist/summary.md`, and `$GITHUB_STEP_SUMMARY` on GitHub) and a dotenv file for later GitLab jobs.
+
+Every run writes them, failed runs included, and they always describe the same run (its id is in
+all three and in the state file): a run first marks them `running`, then rewrites them with its
+outcome (`pass`, `failed` with the step and the error line, or `interrupted`). A run killed
+outright leaves `running`, which says plainly that it did not finish. Rendering is pure.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import asdict
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
 from pipeline import paths, ui
-from pipeline.engine.workspace import Workspace
 from pipeline.gate import describe
+from pipeline.secrets import redact
 from pipeline.state import State
 
 
+def now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Run:
+    """One process's run: what it set out to do and how it ended."""
+
+    steps: tuple[str, ...]
+    commit: str
+    version: str | None
+    id: str = field(default_factory=lambda: secrets.token_hex(6))
+    started_at: str = field(default_factory=now)
+    status: str = "running"  # running | pass | failed | interrupted
+    failed_step: str | None = None
+    error: str | None = None
+    finished_at: str | None = None
+
+
 def build_report(
-    state: State, *, registry: str, throwaway_key: bool, retries: int
+    run: Run,
+    state: State | None,
+    *,
+    registry: str | None,
+    throwaway_key: bool,
+    retries: int,
 ) -> dict[str, Any]:
     images = []
-    for name, image in sorted(state.images.items()):
+    for name, image in sorted((state.images if state else {}).items()):
         data = asdict(image)
         data["tags"] = [
             {
@@ -37,26 +68,48 @@ def build_report(
         data["name"] = name
         data.pop("layout", None)
         images.append(data)
+    database = next(
+        (image.scan.database for image in (state.images.values() if state else []) if image.scan),
+        None,
+    )
     return {
-        "version": state.version,
-        "commit": state.commit,
-        "context": state.context,
+        "run": asdict(run),
+        "status": run.status,
+        "version": state.version if state else run.version,
+        "commit": state.commit if state else run.commit,
+        "context": state.context if state else {},
         "registry": registry,
         "images": images,
-        "public_key": state.public_key,
+        "database": database,
+        "public_key": state.public_key if state else None,
         "throwaway_key": throwaway_key,
-        "timings_seconds": state.timings,
+        "timings_seconds": state.timings if state else {},
         "registry_retries": retries,
     }
 
 
+def _headline(report: Mapping[str, Any]) -> str:
+    run = report.get("run") or {}
+    status = report.get("status", "running")
+    text = f"## Release {report.get('version') or '(no version)'} of `{str(report['commit'])[:12]}`"
+    if status == "pass":
+        return text
+    if status == "running":
+        return text + " — did not finish (running, or killed)"
+    where = f" in {run['failed_step']}" if run.get("failed_step") else ""
+    return text + f" — {status.upper()}{where}"
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
-    lines = [
-        f"## Release {report.get('version') or '(no version)'} of `{str(report['commit'])[:12]}`",
-        "",
-        "| Image | Digest | Tags | Scan | Signed |",
-        "| --- | --- | --- | --- | --- |",
-    ]
+    lines = [_headline(report), ""]
+    run = report.get("run") or {}
+    if run.get("error"):
+        lines += [f"> error: {run['error']}", ""]
+    if report["images"]:
+        lines += [
+            "| Image | Digest | Tags | Scan | Signed |",
+            "| --- | --- | --- | --- | --- |",
+        ]
     for image in report["images"]:
         scan_text = scan_line(image.get("scan") or {})
         tags = ", ".join(f"`{t['name']}`" for t in image.get("tags", [])) or "—"
@@ -64,6 +117,14 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             f"| `{image['repository']}` | `{image.get('index_digest') or '—'}` | {tags} | "
             f"{scan_text} | {'yes' if image.get('verified') else 'no'} |"
         )
+    database = report.get("database")
+    if database:
+        fixture = " (**fixture DB**: not real advisories)" if database.get("fixture") else ""
+        lines += [
+            "",
+            f"Trivy DB: `{database.get('source')}` {database.get('digest') or ''}, updated "
+            f"{database.get('updated_at') or 'unknown'}{fixture}",
+        ]
     timings = report.get("timings_seconds") or {}
     if timings:
         lines += ["", "Time: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())]
@@ -76,7 +137,10 @@ def _env_name(name: str) -> str:
 
 def render_dotenv(report: Mapping[str, Any]) -> str:
     """KEY=value lines for GitLab's dotenv report (values without spaces or quotes)."""
+    run = report.get("run") or {}
     lines = [
+        f"PIPELINE_RUN={run.get('id', '')}",
+        f"PIPELINE_STATUS={report.get('status', '')}",
         f"PIPELINE_VERSION={report.get('version') or ''}",
         f"PIPELINE_COMMIT={report['commit']}",
     ]
@@ -106,9 +170,8 @@ def summary_table(report: Mapping[str, Any]) -> Table:
     table.add_column("Image", no_wrap=True)
     table.add_column("Release", overflow="fold")
     for image in report["images"]:
-        signed = (
-            "yes" + (" (reused)" if image.get("reused") else "") if image.get("verified") else "no"
-        )
+        reused = " (reused)" if image.get("reused") else ""
+        signed = f"yes{reused}" if image.get("verified") else "no"
         facts = {
             "repository": image["repository"],
             "digest": image.get("index_digest") or "—",
@@ -121,17 +184,39 @@ def summary_table(report: Mapping[str, Any]) -> Table:
     return table
 
 
-def write_all(ws: Workspace, state: State, environ: Mapping[str, str]) -> dict[str, Any]:
+def _write(path: Path, text: str) -> None:
+    """Atomic: a reader sees the old file or the new one, never half of either."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def write_all(
+    dist: Path,
+    run: Run,
+    state: State | None,
+    environ: Mapping[str, str],
+    *,
+    registry: str | None = None,
+    throwaway_key: bool = False,
+    retries: int = 0,
+    show: Sequence[str] = (),
+) -> dict[str, Any]:
+    """release.json, summary.md and release.env for this run (and the step summary on GitHub
+    once the run has ended); the table when the run published (`show` holds "publish")."""
     report = build_report(
-        state, registry=ws.registry_host, throwaway_key=ws.throwaway_key, retries=len(ws.retries)
+        run, state, registry=registry, throwaway_key=throwaway_key, retries=retries
     )
-    out = ws.path(paths.REPORT)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    ws.path(paths.DOTENV).write_text(render_dotenv(report))
+    root = dist.parent
+    _write(root / paths.REPORT, redact(json.dumps(report, indent=2, sort_keys=True)) + "\n")
+    markdown = redact(render_markdown(report))
+    _write(root / paths.SUMMARY, markdown)
+    _write(root / paths.DOTENV, redact(render_dotenv(report)))
     summary = environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
+    if summary and run.status != "running":
         with Path(summary).open("a") as handle:
-            handle.write(render_markdown(report))
-    ui.table(summary_table(report))
+            handle.write(markdown)
+    if "publish" in show and report["images"] and run.status == "pass":
+        ui.table(summary_table(report))
     return report

@@ -12,19 +12,24 @@ import os
 import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pipeline import operation, paths, ui
 from pipeline import state as state_file
-from pipeline.engine import build, merge, publish, scan, sign
+from pipeline.adapters.cosign import verify_argv
+from pipeline.context import ReleaseContext
+from pipeline.engine import build, merge, publish, report, scan, sign
 from pipeline.engine.loading import load_release
-from pipeline.engine.report import write_all
 from pipeline.engine.workspace import Workspace, open_workspace
-from pipeline.errors import GitError, SpecError
+from pipeline.errors import GitError, PipelineError, SpecError
 from pipeline.preflight import enforce
+from pipeline.refs import DigestRef
+from pipeline.secrets import redact
+from pipeline.specload import LoadedSpec
 from pipeline.stages import Step
 from pipeline.state import State
+from pipeline.tags import TagSet
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,72 @@ def state_path(ws: Workspace, steps: Sequence[Step], options: Options) -> Path:
 
 def run_stages(steps: Sequence[Step], options: Options) -> State:
     loaded, context, tagset = load_release(options.spec, options.environ, on_warning=ui.warn)
+    dist = options.dist or paths.project_root(loaded.base_dir) / paths.DIST
+    run = report.Run(steps=tuple(steps), commit=context.sha, version=tagset.version)
+    # First of all, the reports say this run is under way: a report left by an earlier run can
+    # never be mistaken for this one's, whatever happens next.
+    report.write_all(dist, run, None, options.environ)
+    outcome = _Outcome(run)
+    try:
+        return _run(
+            steps,
+            options,
+            loaded=loaded,
+            context=context,
+            tagset=tagset,
+            dist=dist,
+            outcome=outcome,
+        )
+    except KeyboardInterrupt:
+        outcome.end("interrupted", "interrupted (Ctrl-C)")
+        raise
+    except PipelineError as exc:
+        outcome.end("failed", str(exc))
+        raise
+    except Exception as exc:
+        outcome.end("failed", f"unexpected failure: {type(exc).__name__}: {exc}")
+        raise
+    finally:
+        if outcome.run.status == "running":
+            outcome.end("pass", None)
+        report.write_all(
+            dist,
+            outcome.run,
+            outcome.state,
+            options.environ,
+            registry=outcome.ws.registry_host if outcome.ws else None,
+            throwaway_key=bool(outcome.ws and outcome.ws.throwaway_key),
+            retries=len(outcome.ws.retries) if outcome.ws else 0,
+            show=steps,
+        )
+
+
+@dataclass
+class _Outcome:
+    """What a run got to, for the reports its `finally` writes."""
+
+    run: report.Run
+    state: State | None = None
+    ws: Workspace | None = None
+    step: str | None = None
+
+    def end(self, status: str, error: str | None) -> None:
+        self.run.status = status
+        self.run.failed_step = self.step if status != "pass" else None
+        self.run.error = redact(error).replace("\n", " ") if error else None
+        self.run.finished_at = report.now()
+
+
+def _run(
+    steps: Sequence[Step],
+    options: Options,
+    *,
+    loaded: LoadedSpec,
+    context: ReleaseContext,
+    tagset: TagSet,
+    dist: Path,
+    outcome: _Outcome,
+) -> State:
     if context.dirty and "build" in steps and not options.allow_dirty:
         raise GitError(
             "the working tree has uncommitted changes: a release must be built from a commit "
@@ -80,17 +151,24 @@ def run_stages(steps: Sequence[Step], options: Options) -> State:
         tagset,
         registry_override=options.registry,
         environ=options.environ,
-        dist=options.dist,
+        dist=dist,
         steps=frozenset(steps),
     ) as ws:
+        outcome.ws = ws
         if "sign" in steps and ws.push:
             _ = ws.signing  # the key is read and decrypted now, before anything is built
+        if "build" in steps and ws.push and not options.platforms:
+            with ui.progress("immutable tags are free for this release"):
+                publish.refuse_early(ws)
         path = state_path(ws, steps, options)
         if steps[0] in STARTS_STATE:
             state = State(commit=context.sha, version=tagset.version, context=context.to_json())
         else:
             state = state_file.load(path, commit=context.sha)
+        state.run_id, state.started_at = outcome.run.id, outcome.run.started_at
+        outcome.state = state
         for step in steps:
+            outcome.step = step
             started = time.monotonic()
             try:
                 with operation.doing(f"the {step} step"):
@@ -98,10 +176,9 @@ def run_stages(steps: Sequence[Step], options: Options) -> State:
             finally:
                 state.done(step, time.monotonic() - started)
                 state_file.save(state, path)
-        if "publish" in steps:
-            write_all(ws, state, options.environ)
-            if ws.push:
-                where_to_look(ws, state)
+        outcome.step = None
+        if "publish" in steps and ws.push:
+            where_to_look(ws, state)
         return state
 
 
@@ -117,8 +194,10 @@ def where_to_look(ws: Workspace, state: State) -> None:
             env.append(f"SSL_CERT_FILE={ws.runner.env['SSL_CERT_FILE']}")
         if "DOCKER_CONFIG" in ws.runner.env and ws.sandbox is not None:
             env.append(f"DOCKER_CONFIG={ws.runner.env['DOCKER_CONFIG']}")
-        argv = ["cosign", "verify", "--key", str(paths.PUBLIC_KEY)]
-        if not ws.identity.tlog:
-            argv.append("--insecure-ignore-tlog=true")
-        argv.append(ref)
+        identity = ws.identity
+        if identity.keyless is None:
+            identity = replace(identity, public_key=str(paths.PUBLIC_KEY))
+        expected = ws.context.git_ref if ws.context.tag else None
+        argv = verify_argv(DigestRef.parse(image.digest_ref), identity, expected)
+        argv = [*argv[: argv.index("--output")], ref]  # the human form: by tag, no JSON
         ui.info(f"  verify:   {' '.join(env)} {shlex.join(argv)}".replace("   ", "  "))

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import shutil
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +21,10 @@ from typing import Any
 import yaml
 from rich.table import Table
 
-from pipeline import gate, oci, paths, ui
-from pipeline.adapters.trivy import ScanRequest
+from pipeline import gate, oci, paths, predicates, ui
+from pipeline.adapters.trivy import ScanRequest, Trivy
 from pipeline.engine.workspace import Workspace
-from pipeline.errors import GateFailed
+from pipeline.errors import EnvironmentProblem, GateFailed
 from pipeline.state import ImageState, ScanState, State
 
 REPORT_SUFFIXES = {
@@ -41,6 +42,9 @@ class Job:
     target: str
     input_layout: bool
     folder: Path
+    repository: str  # host/path of the image
+    digest: str  # the platform image's digest
+    image_id: str | None = None  # the image's config digest, when known (from the layout)
 
     def path(self, fmt: str) -> Path:
         return self.folder / f"{paths.platform_slug(self.platform)}{REPORT_SUFFIXES[fmt]}"
@@ -54,11 +58,28 @@ def jobs_for(ws: Workspace, state: State) -> list[Job]:
         folder = ws.dist / "scan" / name
         layout = _layout_of(image)
         for platform, digest in sorted(image.platforms.items()):
+            image_id: str | None = None
             if layout is not None:
-                target, from_layout = str(layout), True
+                # Trivy reads the first image of a layout whatever --platform says: each
+                # platform gets a view of the layout that names only its own image.
+                view, image_id = oci.Layout(layout).platform_view(
+                    platform, layout / ".platforms" / paths.platform_slug(platform)
+                )
+                target, from_layout = str(view), True
             else:
                 target, from_layout = f"{image.repository}@{digest}", False
-            jobs.append(Job(name, platform, target, from_layout, folder))
+            jobs.append(
+                Job(
+                    name,
+                    platform,
+                    target,
+                    from_layout,
+                    folder,
+                    image.repository,
+                    digest,
+                    image_id,
+                )
+            )
     return jobs
 
 
@@ -87,24 +108,12 @@ def run_scan(ws: Workspace, state: State) -> None:
     ws.trivy_cache.mkdir(parents=True, exist_ok=True)
     with ui.progress(f"trivy DB from {ws.db_repository or 'its default repository'}"):
         trivy.download_db(ws.trivy_cache, ws.db_repository)
-    ignore = ws.loaded.resolve(ws.spec.scan.ignore_file) if ws.spec.scan.ignore_file else None
+    database = ws.database.record(ws.trivy_cache) if ws.database else {}
+    if database.get("fixture"):
+        ui.warn(f"scanning with the fixture Trivy DB ({database['source']}): not real advisories")
 
     def scan_one(job: Job) -> tuple[Job, dict[str, Any]]:
-        report = trivy.scan(
-            ScanRequest(
-                target=job.target,
-                platform=job.platform,
-                output=job.path("json"),
-                cache_dir=ws.trivy_cache,
-                ignore_file=ignore,
-                timeout_seconds=ws.spec.scan.timeout_seconds,
-                input_layout=job.input_layout,
-            )
-        )
-        wanted = [f for f in ("sarif", "cyclonedx") if f in ws.spec.scan.formats]
-        for fmt in [*wanted, "cosign-vuln"]:
-            trivy.convert(job.path("json"), fmt, job.path(fmt))
-        return job, report
+        return job, scan_platform(ws, trivy, job, database)
 
     started = dt.datetime.now(dt.UTC)
     label = f"trivy: {len(jobs)} platform image(s), {min(len(jobs), 4)} at a time"
@@ -127,13 +136,14 @@ def run_scan(ws: Workspace, state: State) -> None:
     for name, verdicts in per_image.items():
         image = state.images[name]
         image.scan = _scan_state(verdicts, ws)
+        image.scan.database = database
         failed.extend((name, f) for _, v, _ in verdicts for f in v.blocking)
         ui.info(f"  {name}: {image.scan.describe()}")
     write_gitlab_report(
         ws.path(paths.GITLAB_SCANNING_REPORT), all_findings, started, dt.datetime.now(dt.UTC)
     )
     if failed:
-        expired = expired_ignores(ignore)
+        expired = expired_ignores(ignore_file(ws))
         ui.table(findings_table(failed, expired))
         name, worst = failed[0]
         note = (
@@ -141,12 +151,71 @@ def run_scan(ws: Workspace, state: State) -> None:
             if worst.id in expired
             else ""
         )
+        if worst.from_fixture:
+            note += f"; a planted advisory of a fixture Trivy DB ({worst.source}), not a real one"
         raise GateFailed(
             f"vulnerability gate: {len(failed)} finding(s) at {', '.join(ws.spec.scan.fail_on)} "
             f"(worst: {worst.id} in {worst.package} {worst.installed} of {name} on "
             f"{worst.platform}, fixed in {worst.fixed or 'no release yet'}{note}); "
             "nothing was signed or tagged"
         )
+
+
+def scan_platform(
+    ws: Workspace, trivy: Trivy, job: Job, database: Mapping[str, Any]
+) -> dict[str, Any]:
+    """One platform image: the JSON report (checked to be of this image), then SARIF, the SBOM
+    (named after the image) and the cosign-vuln predicate (with the DB it was scanned with)."""
+    ignore = ignore_file(ws)
+    converted = [f for f in ("sarif", "cyclonedx") if f in ws.spec.scan.formats]
+    if "cyclonedx" in ws.spec.sign.attestations and "cyclonedx" not in converted:
+        converted.append("cyclonedx")  # attested even when not kept as a report format
+    report = trivy.scan(
+        ScanRequest(
+            target=job.target,
+            platform=job.platform,
+            output=job.path("json"),
+            cache_dir=ws.trivy_cache,
+            ignore_file=ignore,
+            timeout_seconds=ws.spec.scan.timeout_seconds,
+            input_layout=job.input_layout,
+        )
+    )
+    check_scanned(job, report)
+    for fmt in [*converted, "cosign-vuln"]:
+        trivy.convert(job.path("json"), fmt, job.path(fmt))
+    _rewrite(job.path("cosign-vuln"), lambda doc: predicates.stamp_vuln(doc, database))
+    if "cyclonedx" in converted:
+        _rewrite(
+            job.path("cyclonedx"),
+            lambda doc: predicates.name_sbom(doc, job.repository, job.digest, job.platform),
+        )
+    return report
+
+
+def ignore_file(ws: Workspace) -> Path | None:
+    return ws.loaded.resolve(ws.spec.scan.ignore_file) if ws.spec.scan.ignore_file else None
+
+
+def check_scanned(job: Job, report: Mapping[str, Any]) -> None:
+    """The report is of the image the job asked for: its platform (and, from a layout, its very
+    config digest). A scanner that read another image must never pass the gate for this one."""
+    metadata = report.get("Metadata") or {}
+    config = metadata.get("ImageConfig") or {}
+    os_name, arch, *variant = job.platform.split("/")
+    seen = f"{config.get('os')}/{config.get('architecture')}"
+    expected = f"{os_name}/{arch}"
+    if variant and config.get("variant"):
+        seen, expected = f"{seen}/{config.get('variant')}", job.platform
+    if seen != expected or (job.image_id and metadata.get("ImageID") != job.image_id):
+        raise EnvironmentProblem(
+            f"trivy scanned the {seen} image {metadata.get('ImageID')} for {job.image} "
+            f"{job.platform} ({job.image_id or job.digest}): its verdict is refused"
+        )
+
+
+def _rewrite(path: Path, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    path.write_text(json.dumps(change(json.loads(path.read_text())), indent=2) + "\n")
 
 
 def _scan_state(
@@ -187,12 +256,15 @@ def findings_table(found: list[tuple[str, gate.Finding]], expired: dict[str, str
     table = Table(title="Findings that block the release", show_lines=False)
     for column in ("Image", "Platform", "Severity", "ID", "Package", "Installed", "Fixed in"):
         table.add_column(column, overflow="fold")
-    if expired:
+    notes = bool(expired) or any(f.from_fixture for _, f in found)
+    if notes:
         table.add_column("Note", overflow="fold")
     for image, f in found:
         row = [image, f.platform, f.severity, f.id, f.package, f.installed, f.fixed or "—"]
-        if expired:
-            row.append(f"ignore entry expired {expired[f.id]}" if f.id in expired else "")
+        if notes:
+            why = [f"ignore entry expired {expired[f.id]}"] if f.id in expired else []
+            why += ["fixture DB: not a real advisory"] if f.from_fixture else []
+            row.append("; ".join(why))
         table.add_row(*row)
     return table
 

@@ -1,15 +1,23 @@
-"""Sign: cosign signs the index digest, attaches each platform's SBOM (CycloneDX) and scan result
-(cosign-vuln) as attestations, then verifies all of it at once with the public key.
+"""Sign: cosign signs the index digest and attests, where verifiers look and on every platform:
+
+- on the index (the digest a tag resolves to, which `cosign verify-attestation IMAGE:TAG`,
+  Kyverno and the policy-controller check): every platform's SBOM (CycloneDX) and scan result
+  (cosign-vuln), and the SLSA v1 provenance;
+- on each platform image: its own SBOM and scan result, and the same provenance.
+Then everything is verified at once with the public key or keyless identity.
 
 Only a digest that passed the gate is signed: the signature is the proof it was scanned.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import platform as host
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pipeline import paths, ui
+from pipeline import __version__, paths, predicates, ui
 from pipeline.adapters.cosign import signature_tag
 from pipeline.engine.verify import verify_digest
 from pipeline.engine.workspace import Workspace
@@ -18,6 +26,7 @@ from pipeline.refs import DigestRef
 from pipeline.state import ImageState, State
 
 ATTESTATION_FILES = {"cyclonedx": "cyclonedx", "vuln": "cosign-vuln"}
+PROVENANCE_DIR = paths.DIST / "provenance"
 
 
 def signature_annotations(ws: Workspace) -> dict[str, str]:
@@ -47,7 +56,7 @@ def run_sign(ws: Workspace, state: State) -> None:
             f"{ws.spec.sign.key_env} to sign with yours"
         )
     for image in todo:
-        _sign_image(ws, image)
+        _sign_image(ws, state, image)
     pem = ws.signing.public_key_pem
     if pem:
         state.public_key = pem
@@ -56,7 +65,43 @@ def run_sign(ws: Workspace, state: State) -> None:
         ws.path(paths.PUBLIC_KEY).write_text(pem)
 
 
-def _sign_image(ws: Workspace, image: ImageState) -> None:
+def builder_id(ws: Workspace) -> str:
+    """Who built it: the CI run's URL, or this host."""
+    return ws.context.run_url or f"urn:pipeline-release:host:{host.node() or 'unknown'}"
+
+
+def write_provenance(ws: Workspace, state: State, image: ImageState) -> Path:
+    spec_image = next(i for i in ws.spec.images if i.name == image.name)
+    try:
+        spec_path = ws.loaded.path.relative_to(paths.project_root(ws.loaded.base_dir)).as_posix()
+    except ValueError:
+        spec_path = ws.loaded.path.name
+    facts = predicates.BuildFacts(
+        image=image.name,
+        repository=image.repository,
+        index_digest=image.index_digest or "",
+        platforms=image.platforms,
+        source_repository=ws.context.source_url,
+        commit=ws.context.sha,
+        ref=ws.context.git_ref,
+        spec_path=spec_path,
+        build_args=image.build_args,
+        target=spec_image.target,
+        base_images=[(str(ref), digest) for ref, digest in image.base_images],
+        builder_id=builder_id(ws),
+        workflow_ref=ws.context.workflow_ref,
+        invocation_id=state.run_id,
+        started_on=state.started_at,
+        finished_on=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        tool_version=__version__,
+    )
+    out = ws.path(PROVENANCE_DIR / f"{image.name}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(predicates.provenance(facts), indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def _sign_image(ws: Workspace, state: State, image: ImageState) -> None:
     if image.scan is None or image.scan.verdict != "pass":
         raise GateFailed(
             f"sign: {image.name} {image.index_digest} has no passing scan in the state; "
@@ -65,18 +110,29 @@ def _sign_image(ws: Workspace, image: ImageState) -> None:
     cosign = ws.cosign()
     index_ref = DigestRef.parse(image.digest_ref)
     kinds = [k for k in ws.spec.sign.attestations if k in ATTESTATION_FILES]
-    # One worker per platform digest: attestations of the same digest share its `.att` tag, and
-    # two cosign processes appending to it at once would lose one of them.
-    per_digest: list[list[tuple[DigestRef, str, Path]]] = []
-    for platform, digest in sorted(image.platforms.items()):
-        reports = image.scan.reports.get(platform, {})
-        jobs = []
+    reports: dict[str, list[tuple[str, Path]]] = {}  # platform -> [(kind, predicate file)]
+    for platform in sorted(image.platforms):
+        found = image.scan.reports.get(platform, {})
         for kind in kinds:
-            report = reports.get(ATTESTATION_FILES[kind])
+            report = found.get(ATTESTATION_FILES[kind])
             if report is None:
                 raise SpecError(f"sign: no {kind} report for {image.name} {platform}; run scan")
-            ref = DigestRef.parse(f"{image.repository}@{digest}")
-            jobs.append((ref, kind, ws.dist.parent / report))
+            reports.setdefault(platform, []).append((kind, ws.dist.parent / report))
+    provenance = (
+        write_provenance(ws, state, image) if "provenance" in ws.spec.sign.attestations else None
+    )
+    # One worker per digest: attestations of the same digest share its `.att` tag, and two
+    # cosign processes appending to it at once would lose one of them.
+    per_digest: list[list[tuple[DigestRef, str, Path]]] = []
+    on_index = [(index_ref, kind, path) for p in sorted(reports) for kind, path in reports[p]]
+    if provenance is not None:
+        on_index.append((index_ref, "provenance", provenance))
+    per_digest.append(on_index)
+    for platform, digest in sorted(image.platforms.items()):
+        ref = DigestRef.parse(f"{image.repository}@{digest}")
+        jobs = [(ref, kind, path) for kind, path in reports.get(platform, [])]
+        if provenance is not None:
+            jobs.append((ref, "provenance", provenance))
         per_digest.append(jobs)
 
     def attest_all(jobs: list[tuple[DigestRef, str, Path]]) -> None:
@@ -84,17 +140,16 @@ def _sign_image(ws: Workspace, image: ImageState) -> None:
             cosign.attest(ref, ws.identity, kind, predicate)
 
     count = sum(len(jobs) for jobs in per_digest)
-    # The index signature and the platform attestations live under different digests (their own
-    # .sig and .att tags), so they are written at the same time.
+    # The index signature and the attestations of each digest live under different tags
+    # (.sig, and one .att per digest), so they are written at the same time.
     label = f"{image.name}: cosign sign {index_ref.digest.short()}… and {count} attestation(s)"
     with ui.progress(label), ThreadPoolExecutor(4) as pool:
         signed = pool.submit(cosign.sign, index_ref, ws.identity, signature_annotations(ws))
         list(pool.map(attest_all, per_digest))
         signed.result()
     image.signature = f"{image.repository}:{signature_tag(image.index_digest or '')}"
-    image.attestations = sorted(
-        {f"{image.repository}:{signature_tag(d, 'att')}" for d in image.platforms.values()}
-    )
+    digests = [image.index_digest or "", *image.platforms.values()]
+    image.attestations = sorted({f"{image.repository}:{signature_tag(d, 'att')}" for d in digests})
     with ui.progress(f"{image.name}: verify signature and attestations"):
         verify_digest(ws, image.repository, image.index_digest or "")
     image.verified = True

@@ -15,6 +15,11 @@ error can say which file is missing.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime as dt
+import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,8 +89,7 @@ def resolve(
     if is_pem(key_value):
         register(key_value)
     if policy.keyless is not None:
-        register(env.get("SIGSTORE_ID_TOKEN"))
-        return Signing(Identity(keyless=policy.keyless, tlog=True))
+        return _keyless(spec, env, signs=signs)
     key = key_reference(key_value, policy.key_env, KEY_VARIABLE)
     public_value = env.get(policy.public_key_env, "")
     public = key_reference(public_value, policy.public_key_env, PUBLIC_KEY_VARIABLE)
@@ -128,6 +132,53 @@ def resolve(
         pem_env,
         public_key_pem=public_value if is_pem(public_value) else _read(public),
     )
+
+
+TOKEN_ENV = "SIGSTORE_ID_TOKEN"  # noqa: S105  (a variable's name: GitLab's id_tokens, cosign's)
+GITHUB_TOKEN_REQUEST = ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+FULCIO_ENV = "PIPELINE_FULCIO_URL"
+
+
+def _keyless(spec: Spec, env: Mapping[str, str], *, signs: bool) -> Signing:
+    """A keyless identity: cosign gets the OIDC token from SIGSTORE_ID_TOKEN (GitLab's id_tokens)
+    or from GitHub's token request (id-token: write); one must be there before anything runs."""
+    policy = spec.sign
+    register(env.get(TOKEN_ENV))
+    register(env.get(GITHUB_TOKEN_REQUEST[1]))
+    has_token = bool(env.get(TOKEN_ENV)) or all(env.get(name) for name in GITHUB_TOKEN_REQUEST)
+    if signs and not has_token:
+        raise SpecError(
+            f"sign.keyless: no OIDC token for keyless signing; set {TOKEN_ENV} (GitLab: "
+            "id_tokens with aud sigstore) or grant the GitHub job `id-token: write`"
+        )
+    expires = token_expiry(env.get(TOKEN_ENV, ""))
+    if signs and expires is not None and expires <= time.time():
+        when = dt.datetime.fromtimestamp(expires, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        raise SpecError(
+            f"{TOKEN_ENV}: the OIDC token expired at {when}; Fulcio refuses it (give the job a "
+            "fresh token)"
+        )
+    identity = Identity(
+        keyless=policy.keyless,
+        tlog=policy.transparency_log,
+        fulcio_url=env.get(FULCIO_ENV) or policy.fulcio_url,
+        sct=policy.certificate_transparency,
+    )
+    return Signing(identity)
+
+
+def token_expiry(token: str) -> float | None:
+    """The `exp` claim of a JWT, read without checking its signature (Fulcio checks that): only
+    to refuse an expired token before anything is built."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    return float(exp) if isinstance(exp, int | float) else None
 
 
 def _read(reference: str) -> str | None:

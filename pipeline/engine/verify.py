@@ -1,27 +1,36 @@
 """Verify: the gate every consumer of a release can run, and the one the engine runs itself
 (right after signing, before reusing a digest, before a promotion or rollback).
 
-A digest passes when: its index signature verifies with the key or keyless identity; every
-platform image carries an SBOM and a vulnerability attestation that verify; the attested scan
-meets the spec's policy; and, when reached through a version tag, the signed version matches it.
+A digest passes when:
+- its index signature verifies with the key or keyless identity, and, reached through a version
+  tag, the signed version matches the tag;
+- the index carries, where verifiers look, an SBOM and a vulnerability attestation for every
+  platform and the SLSA provenance, and every platform image carries its own; all verify;
+- every attested scan meets the spec's policy, and none was made with the sandbox's fixture DB
+  (unless fixtures are allowed: the sandbox, PIPELINE_OFFLINE_FIXTURES=1, or --allow-fixtures);
+- the provenance names the commit the signature names, the expected source repository and, on
+  CI, this workflow; and it lists the index and every platform digest.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline import gate, oci
+from pipeline import gate, oci, predicates
 from pipeline.adapters.cosign import signature_tag
 from pipeline.adapters.registry import RegistryClient
 from pipeline.engine.workspace import Workspace
 from pipeline.errors import VerifyFailed
 from pipeline.refs import DigestRef
 from pipeline.state import ScanState
+from pipeline.versions import fill
 
 VERSION_TAG = re.compile(r"^v?\d+\.\d+\.\d+([-+].*)?$")
+INDEX = ""  # the key of the index in per-digest results
 
 
 @dataclass
@@ -34,6 +43,8 @@ class Verified:
     attestations: list[str] = field(default_factory=list)
     version: str | None = None
     revision: str | None = None
+    fixture: bool = False  # scanned with the fixture DB
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 def split_repository(repository: str) -> tuple[str, str]:
@@ -48,6 +59,7 @@ def verify_digest(
     *,
     client: RegistryClient | None = None,
     through_tag: str | None = None,
+    allow_fixtures: bool = False,
 ) -> Verified:
     """Verify `repository@digest` (repository is host/path) or raise VerifyFailed."""
     client = client or ws.client
@@ -55,23 +67,25 @@ def verify_digest(
     manifest = client.resolve(path, digest)
     if manifest is None:
         raise VerifyFailed(f"{repository}@{digest} does not exist in the registry")
-    platforms = oci.platform_digests(manifest.document) if manifest.is_index else {"": digest}
+    platforms = oci.platform_digests(manifest.document) if manifest.is_index else {}
     cosign = ws.cosign()
-    index_ref = DigestRef.parse(f"{repository}@{digest}")
-    kinds = [k for k in ws.spec.sign.attestations if k in ("cyclonedx", "vuln")]
+    expected_ref = signed_ref(ws, through_tag)
+    kinds = [k for k in ws.spec.sign.attestations if k in ("cyclonedx", "vuln", "provenance")]
+    targets = {INDEX: digest, **platforms}
 
-    def check(job: tuple[str, str, str]) -> tuple[str, str, list[dict[str, Any]]]:
-        platform, pdigest, kind = job
-        ref = DigestRef.parse(f"{repository}@{pdigest}")
-        return platform, kind, cosign.verify_attestation(ref, ws.identity, kind)
+    def check(job: tuple[str, str]) -> tuple[str, str, list[dict[str, Any]]]:
+        where, kind = job
+        ref = DigestRef.parse(f"{repository}@{targets[where]}")
+        return where, kind, cosign.verify_attestation(ref, ws.identity, kind, expected_ref)
 
-    # The signature and every attestation are checked at once (one cosign process each).
-    jobs = [(p, d, k) for p, d in sorted(platforms.items()) for k in kinds]
-    with ThreadPoolExecutor(max_workers=len(jobs) + 1) as pool:
-        signed = pool.submit(cosign.verify, index_ref, ws.identity)
-        attested = pool.map(check, jobs)
-        payloads = signed.result()
-        results = list(attested)
+    # The signature and every attestation of every digest are checked at once.
+    jobs = [(where, kind) for where in sorted(targets) for kind in kinds]
+    with ThreadPoolExecutor(max_workers=min(len(jobs) + 1, 8)) as pool:
+        index = DigestRef.parse(f"{repository}@{digest}")
+        signed = pool.submit(cosign.verify, index, ws.identity, expected_ref)
+        checks = [pool.submit(check, job) for job in jobs]
+        payloads = signed.result()  # an unsigned digest is reported as that, first
+        attested = [future.result() for future in checks]
     annotations: dict[str, Any] = payloads[0].get("optional") or {}
     version = annotations.get("org.opencontainers.image.version")
     revision = annotations.get("org.opencontainers.image.revision")
@@ -84,44 +98,190 @@ def verify_digest(
             f"tag {through_tag} points at {digest[:19]}…, which was signed as version "
             f"{version or 'none'}: the tag was re-pointed"
         )
-    verdicts: list[gate.Verdict] = []
-    for platform, kind, statements in results:
+    found: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for where, kind, statements in attested:
         if not statements:
-            raise VerifyFailed(f"{repository}@{digest}: no {kind} attestation for {platform}")
-        if kind == "vuln":
-            report = _attested_report(statements, platform)
-            verdict = gate.evaluate(gate.findings(report, platform), ws.spec.scan)
-            if not verdict.passed:
-                worst = verdict.blocking[0]
-                raise VerifyFailed(
-                    f"{repository}@{digest}: the attested scan of {platform} fails the policy "
-                    f"({worst.severity} {worst.id} in {worst.package})"
-                )
-            verdicts.append(verdict)
-    counts = gate.merge_counts(verdicts)
+            what = "the index" if where == INDEX else where
+            raise VerifyFailed(f"{repository}@{digest}: no {kind} attestation for {what}")
+        found[(where, kind)] = statements
+    allowed = allow_fixtures or ws.fixtures_allowed
+    verdicts, fixture = _check_scans(ws, repository, digest, platforms, found, allowed=allowed)
+    _check_index_sboms(repository, digest, platforms, found)
+    provenance = _check_provenance(
+        ws,
+        repository=repository,
+        digest=digest,
+        platforms=platforms,
+        found=found,
+        revision=revision,
+    )
     return Verified(
         repository=repository,
         digest=digest,
-        platforms={p: d for p, d in platforms.items() if p},
+        platforms=platforms,
         scan=ScanState(
             verdict="pass",
-            counts=counts,
+            counts=gate.merge_counts(verdicts),
             blocking=[],
             unfixed_allowed=sum(v.unfixed for v in verdicts),
         ),
         signature=f"{repository}:{signature_tag(digest)}",
-        attestations=sorted(
-            {f"{repository}:{signature_tag(d, 'att')}" for d in platforms.values()}
-        ),
+        attestations=sorted({f"{repository}:{signature_tag(d, 'att')}" for d in targets.values()}),
         version=str(version) if version else None,
         revision=str(revision) if revision else None,
+        fixture=fixture,
+        provenance=provenance,
     )
 
 
-def _attested_report(statements: list[dict[str, Any]], platform: str) -> dict[str, Any]:
-    """The Trivy report inside the newest cosign-vuln predicate."""
-    predicate = statements[-1].get("predicate") or {}
+def signed_ref(ws: Workspace, through_tag: str | None) -> str | None:
+    """The git ref a keyless CI identity must name: the release tag of the version reached
+    (`refs/tags/v1.2.3` for the tag `1.2.3`), or this run's own tag right after signing."""
+    if ws.spec.sign.keyless is None or ws.spec.sign.keyless.ci is None:
+        return None
+    if through_tag and VERSION_TAG.match(through_tag):
+        version = through_tag.removeprefix(ws.spec.tags.prefix).removesuffix(ws.spec.tags.suffix)
+        version = version.removeprefix("v")
+        return f"refs/tags/{fill(ws.spec.tags.release_tag, {'version': version})}"
+    if through_tag is None and ws.signs and ws.context.tag:
+        return ws.context.git_ref
+    return None
+
+
+def _predicates(statements: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [dict(s.get("predicate") or {}) for s in statements]
+
+
+def _report(predicate: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The Trivy report inside a cosign-vuln predicate."""
     result = (predicate.get("scanner") or {}).get("result")
     if not isinstance(result, dict):
-        raise VerifyFailed(f"the vulnerability attestation of {platform} holds no scan result")
+        raise VerifyFailed(f"the vulnerability attestation of {where} holds no scan result")
     return result
+
+
+def _check_scans(
+    ws: Workspace,
+    repository: str,
+    digest: str,
+    platforms: Mapping[str, str],
+    found: Mapping[tuple[str, str], list[dict[str, Any]]],
+    *,
+    allowed: bool,
+) -> tuple[list[gate.Verdict], bool]:
+    """Every attested scan meets the policy; a fixture DB's scan only where fixtures are allowed."""
+    verdicts: list[gate.Verdict] = []
+    fixture = False
+    if "vuln" not in ws.spec.sign.attestations:
+        return verdicts, fixture
+    on_index = newest_per_platform(_predicates(found.get((INDEX, "vuln"), [])))
+    missing = [p for p in platforms if p not in on_index]
+    if missing:
+        raise VerifyFailed(
+            f"{repository}@{digest}: the index carries no vulnerability attestation for "
+            f"{missing[0]}"
+        )
+    for where in [INDEX, *sorted(platforms)]:
+        # The newest scan counts (a rescan appends one): per platform, on the index too.
+        statements = _predicates(found.get((where, "vuln"), []))
+        chosen = list(on_index.values()) if where == INDEX else statements[-1:]
+        for predicate in chosen:
+            label = where or "the index"
+            if predicates.scanned_with_fixture(predicate):
+                fixture = True
+                if not allowed:
+                    raise VerifyFailed(
+                        f"{repository}@{digest}: {label} was scanned with the fixture Trivy DB "
+                        "(the sandbox's planted advisories, not real data); --allow-fixtures "
+                        "accepts it outside the sandbox"
+                    )
+            verdict = gate.evaluate(gate.findings(_report(predicate, label), where), ws.spec.scan)
+            if not verdict.passed:
+                worst = verdict.blocking[0]
+                raise VerifyFailed(
+                    f"{repository}@{digest}: the attested scan of {label} fails the policy "
+                    f"({worst.severity} {worst.id} in {worst.package})"
+                )
+            if where:
+                verdicts.append(verdict)
+    return verdicts, fixture
+
+
+def scanned_platform(predicate: Mapping[str, Any]) -> str:
+    """The platform of the image a cosign-vuln predicate's Trivy report describes."""
+    result = (predicate.get("scanner") or {}).get("result") or {}
+    config = (result.get("Metadata") or {}).get("ImageConfig") or {}
+    text = f"{config.get('os')}/{config.get('architecture')}"
+    return f"{text}/{config['variant']}" if config.get("variant") else text
+
+
+def newest_per_platform(found: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """The last (newest) predicate of each platform, in attestation order."""
+    newest: dict[str, Mapping[str, Any]] = {}
+    for predicate in found:
+        newest[scanned_platform(predicate)] = predicate
+    return newest
+
+
+def _check_index_sboms(
+    repository: str,
+    digest: str,
+    platforms: Mapping[str, str],
+    found: Mapping[tuple[str, str], list[dict[str, Any]]],
+) -> None:
+    """The index carries an SBOM naming each platform image (by digest: a mirror copy names the
+    registry it was released to)."""
+    if (INDEX, "cyclonedx") not in found:
+        return
+    named = {
+        str(((p.get("metadata") or {}).get("component") or {}).get("name", "")).rpartition("@")[2]
+        for p in _predicates(found[(INDEX, "cyclonedx")])
+    }
+    for platform, platform_digest in sorted(platforms.items()):
+        if platform_digest not in named:
+            raise VerifyFailed(
+                f"{repository}@{digest}: the index has no SBOM of its {platform} image"
+            )
+
+
+def _check_provenance(
+    ws: Workspace,
+    *,
+    repository: str,
+    digest: str,
+    platforms: Mapping[str, str],
+    found: Mapping[tuple[str, str], list[dict[str, Any]]],
+    revision: object,
+) -> dict[str, Any]:
+    """The provenance binds the image to its commit, repository, workflow and digests."""
+    if (INDEX, "provenance") not in found:
+        return {}
+    predicate = _predicates(found[(INDEX, "provenance")])[-1]
+    source = predicates.provenance_source(predicate)
+    label = f"{repository}@{digest}: the provenance"
+    if revision and source.get("commit") != revision:
+        raise VerifyFailed(
+            f"{label} names commit {str(source.get('commit'))[:12]}, the signature "
+            f"{str(revision)[:12]}"
+        )
+    expected = ws.context.source_url
+    if expected and source.get("repository") and source.get("repository") != expected:
+        raise VerifyFailed(
+            f"{label} names repository {source.get('repository')}, not this spec's {expected}"
+        )
+    workflow = ((predicate.get("buildDefinition") or {}).get("externalParameters") or {}).get(
+        "workflow"
+    ) or {}
+    # The workflow is its repository and file; its ref differs between the release (a tag) and,
+    # say, a rollback dispatched from the default branch.
+    expected_workflow = (ws.context.workflow_ref or "").partition("@")[0]
+    built_by = str(workflow.get("ref") or "").partition("@")[0]
+    if expected_workflow and built_by != expected_workflow:
+        raise VerifyFailed(
+            f"{label} names workflow {built_by or 'none'}, not this run's {expected_workflow}"
+        )
+    subjects = set(predicates.provenance_subjects(predicate))
+    missing = [d for d in [digest, *platforms.values()] if d not in subjects]
+    if missing:
+        raise VerifyFailed(f"{label} does not list {missing[0][:19]}… among the build's outputs")
+    return predicate

@@ -8,10 +8,10 @@ Resolution rules (documented in the README):
 - credentials: the environment variables the spec names, else the docker config;
 - signing key: the variable the spec names (COSIGN_KEY) with COSIGN_PASSWORD; with none set,
   outside CI, a throwaway key pair kept with the built-in registry (said loudly);
-- base image: PIPELINE_BASE_IMAGE, else the Dockerfile's default, else (when that base's registry
-  does not resolve: an offline machine) the built-in base;
-- Trivy DB: PIPELINE_TRIVY_DB_REPOSITORY, then the spec, else Trivy's default, else (offline) the
-  built-in fixture DB.
+- base image: PIPELINE_BASE_IMAGE, else the Dockerfile's default; the built-in base only in the
+  sandbox or with PIPELINE_OFFLINE_FIXTURES=1 (`pipeline.engine.inputs`, fail-closed);
+- Trivy DB: PIPELINE_TRIVY_DB_REPOSITORY, then the spec, else Trivy's default; the fixture DB only
+  in the sandbox or opted in, and a DB marked as the fixture is refused anywhere else.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import socket
+import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,20 +33,17 @@ from pipeline.adapters.registry import Credentials, RegistryClient, docker_confi
 from pipeline.adapters.runner import Runner
 from pipeline.adapters.trivy import Trivy
 from pipeline.context import ReleaseContext
-from pipeline.engine import signing
+from pipeline.engine import inputs, signing
 from pipeline.engine.signing import Signing
 from pipeline.errors import AuthError, SpecError
 from pipeline.plan import resolve_registry_host
-from pipeline.refs import split_host
 from pipeline.retry import Attempt
 from pipeline.sandbox import local as sandbox
 from pipeline.sandbox.cache import cache_dir
 from pipeline.secrets import register
-from pipeline.spec import LOCAL_REGISTRY, Image, Spec
+from pipeline.spec import LOCAL_REGISTRY, Image, RetryPolicy, Spec
 from pipeline.specload import LoadedSpec
 from pipeline.tags import TagSet
-
-TRIVY_DEFAULT_DB_HOST = "mirror.gcr.io"
 
 
 @dataclass
@@ -64,6 +62,10 @@ class Workspace:
     base_image: str | None  # the built-in base when the default cannot be pulled
     sandbox: sandbox.Provisioned | None = None
     signs: bool = False  # the run signs (else it only verifies with the public key)
+    database: inputs.Database | None = None  # the scan's vulnerability DB (scan runs only)
+    fixtures_allowed: bool = False  # the sandbox, or PIPELINE_OFFLINE_FIXTURES=1
+    # Build arguments per image that replace the spec's (rebuild-check: the release's own).
+    build_args_override: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     retries: list[Attempt] = field(default_factory=list)
     _signing: Signing | None = None
 
@@ -104,6 +106,20 @@ class Workspace:
 
     def cosign(self) -> Cosign:
         return Cosign(self.runner.with_env(**self.signing.cosign_env))
+
+    def client_for(self, host: str, *, retry: RetryPolicy | None = None) -> RegistryClient:
+        """A registry client for `host`: this run's client for the release registry, else one
+        with the credentials of this run's docker config and its CA bundle."""
+        if host == self.registry_host and retry is None:
+            return self.client
+        bundle = self.runner.env.get("SSL_CERT_FILE")
+        return RegistryClient(
+            host,
+            credentials=docker_config_credentials(host, self.runner.env),
+            ca_file=Path(bundle) if bundle else None,
+            retry=retry or self.spec.retry,
+            on_retry=self.note_retry,
+        )
 
     def note_retry(self, attempt: Attempt) -> None:
         self.retries.append(attempt)
@@ -152,29 +168,76 @@ def _check_login(spec: Spec, client: RegistryClient) -> None:
         ) from None
 
 
-def resolves(host: str) -> bool:
-    """Whether a registry's name resolves: a DNS question only, nothing is sent to it."""
-    name, _ = split_host(host)
-    try:
-        socket.getaddrinfo(name, 443, proto=socket.IPPROTO_TCP)
-    except OSError:
-        return False
-    return True
+@dataclass(frozen=True)
+class _Connection:
+    """The release registry as this run reaches it, and the environment every tool needs."""
+
+    host: str
+    client: RegistryClient
+    tool_env: dict[str, str]
 
 
-def default_base_host(dockerfile: Path, arg: str) -> str | None:
-    """The registry of an ARG's default (`ARG BASE_IMAGE=python:3.12-slim`: docker.io)."""
-    if not dockerfile.is_file():
-        return None
-    for line in dockerfile.read_text().splitlines():
-        text = line.strip()
-        if text.upper().startswith("ARG ") and text[4:].strip().startswith(f"{arg}="):
-            ref = text[4:].strip().split("=", 1)[1].strip().strip('"')
-            first = ref.split("/", 1)[0]
-            if "/" in ref and ("." in first or ":" in first or first == "localhost"):
-                return first
-            return "registry-1.docker.io"
-    return None
+def _sandbox_connection(provisioned: sandbox.Provisioned, spec: Spec) -> _Connection:
+    registry = provisioned.registry
+    client = RegistryClient(
+        registry.host,
+        credentials=registry.credentials,
+        ca_file=registry.ca_file,
+        retry=spec.retry,
+    )
+    return _Connection(registry.host, client, provisioned.tool_env())
+
+
+def _connection(
+    loaded: LoadedSpec,
+    host: str,
+    *,
+    env: Mapping[str, str],
+    scratch: Path,
+    provisioned: sandbox.Provisioned | None,
+    runner: Runner,
+) -> _Connection:
+    """A registry of the user's: its CA, its credentials (checked with our client first), and
+    a private docker config logged in to it."""
+    spec = loaded.spec
+    credentials = _credentials(spec, host, env)
+    ca_text = env.get("PIPELINE_REGISTRY_CA") or (
+        str(loaded.resolve(spec.registry.ca_file)) if spec.registry.ca_file else ""
+    )
+    ca_file = Path(ca_text) if ca_text else None
+    if ca_file is not None and not ca_file.is_file():
+        origin = "PIPELINE_REGISTRY_CA" if env.get("PIPELINE_REGISTRY_CA") else "registry.ca_file"
+        raise SpecError(f"{origin}: CA file {ca_file} does not exist")
+    client = RegistryClient(
+        host,
+        credentials=credentials,
+        ca_file=ca_file,
+        retry=spec.retry,
+        credentials_hint=credentials_hint(spec, host),
+    )
+    tool_env: dict[str, str] = {}
+    if provisioned is not None and provisioned.ca_bundle is not None:
+        tool_env["SSL_CERT_FILE"] = str(provisioned.ca_bundle)
+    if ca_file is not None:
+        bundle = scratch / "ca-bundle.pem"
+        system = Path("/etc/ssl/certs/ca-certificates.crt")
+        bundle.write_text((system.read_text() if system.is_file() else "") + ca_file.read_text())
+        tool_env["SSL_CERT_FILE"] = str(bundle)
+    if credentials is not None and _creds_from_env(spec, env):
+        # Log in through a private docker config: buildx, cosign and Trivy share it and the
+        # user's own ~/.docker is untouched. It starts as a copy of that config, so credentials
+        # for other registries (a private base image) keep working.
+        _check_login(spec, client)
+        private = scratch / "docker"
+        _copy_docker_config(env, private)
+        tool_env["DOCKER_CONFIG"] = str(private)
+        DockerCli(runner.with_env(**tool_env)).login(
+            host, credentials.username, credentials.password
+        )
+    elif provisioned is not None:
+        # Still need to pull the built-in base from the built-in registry.
+        tool_env.setdefault("DOCKER_CONFIG", str(provisioned.docker_config))
+    return _Connection(host, client, tool_env)
 
 
 @contextlib.contextmanager
@@ -197,94 +260,96 @@ def open_workspace(
     spec = loaded.spec
     host = resolve_registry_host(spec, registry_override, env)
     base_runner = Runner(env=env)
-    need_base_fallback = "build" in steps and _needs_local_base(loaded, env)
-    need_db_fallback = "scan" in steps and _needs_local_db(spec, env)
-    # A private docker config and CA bundle for this run only, removed however the run ends.
-    with tempfile.TemporaryDirectory(prefix="pipeline-run-") as scratch_name:
+    # The sandbox: the spec's built-in registry, not overridden. Only there (or opted in) may
+    # the built-in base and the fixture DB stand in for inputs that cannot be reached.
+    fixtures = inputs.plan_fixtures(loaded, env, steps, sandbox=host == LOCAL_REGISTRY)
+    # A private docker config and CA bundle for this run only, removed however the run ends; a
+    # run killed outright leaves its folder, which the next run removes.
+    sweep_scratch()
+    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX) as scratch_name:
         scratch = Path(scratch_name)
+        (scratch / OWNER_FILE).write_text(_owner())
         provisioned: sandbox.Provisioned | None = None
         wants_local = host == LOCAL_REGISTRY and tagset.publish  # a PR pushes nothing
-        if wants_local or need_base_fallback or need_db_fallback:
+        if wants_local or fixtures.base or fixtures.db:
             with ui.progress("built-in registry, base image and Trivy DB"):
-                provisioned = sandbox.up(
-                    base_runner, base=need_base_fallback, trivy_db=need_db_fallback
-                )
+                provisioned = sandbox.up(base_runner, base=fixtures.base, trivy_db=fixtures.db)
         if host == LOCAL_REGISTRY and provisioned is not None:
-            host = provisioned.registry.host
-            credentials = provisioned.registry.credentials
-            ca_file = provisioned.registry.ca_file
-            client = RegistryClient(
-                host, credentials=credentials, ca_file=ca_file, retry=spec.retry
-            )
-            tool_env = provisioned.tool_env()
+            connection = _sandbox_connection(provisioned, spec)
         else:
-            credentials = _credentials(spec, host, env)
-            ca_text = env.get("PIPELINE_REGISTRY_CA") or (
-                str(loaded.resolve(spec.registry.ca_file)) if spec.registry.ca_file else ""
+            connection = _connection(
+                loaded, host, env=env, scratch=scratch, provisioned=provisioned, runner=base_runner
             )
-            ca_file = Path(ca_text) if ca_text else None
-            if ca_file is not None and not ca_file.is_file():
-                origin = (
-                    "PIPELINE_REGISTRY_CA"
-                    if env.get("PIPELINE_REGISTRY_CA")
-                    else "registry.ca_file"
-                )
-                raise SpecError(f"{origin}: CA file {ca_file} does not exist")
-            client = RegistryClient(
-                host,
-                credentials=credentials,
-                ca_file=ca_file,
-                retry=spec.retry,
-                credentials_hint=credentials_hint(spec, host),
-            )
-            tool_env = {}
-            if provisioned is not None and provisioned.ca_bundle is not None:
-                tool_env["SSL_CERT_FILE"] = str(provisioned.ca_bundle)
-            if ca_file is not None:
-                bundle = scratch / "ca-bundle.pem"
-                system = Path("/etc/ssl/certs/ca-certificates.crt")
-                bundle.write_text(
-                    (system.read_text() if system.is_file() else "") + ca_file.read_text()
-                )
-                tool_env["SSL_CERT_FILE"] = str(bundle)
-            if credentials is not None and _creds_from_env(spec, env):
-                # Log in through a private docker config: buildx, cosign and Trivy share it and
-                # the user's own ~/.docker is untouched. It starts as a copy of that config, so
-                # credentials for other registries (a private base image) keep working.
-                _check_login(spec, client)
-                private = scratch / "docker"
-                _copy_docker_config(env, private)
-                tool_env["DOCKER_CONFIG"] = str(private)
-                DockerCli(base_runner.with_env(**tool_env)).login(
-                    host, credentials.username, credentials.password
-                )
-            elif provisioned is not None:
-                # Still need to pull the built-in base from the built-in registry.
-                tool_env.setdefault("DOCKER_CONFIG", str(provisioned.docker_config))
-        runner = base_runner.with_env(**tool_env).with_retry(spec.retry)
-        dist = dist or paths.project_root(loaded.base_dir) / paths.DIST
+        runner = base_runner.with_env(**connection.tool_env).with_retry(spec.retry)
+        db_repository = _db_repository(spec, env, provisioned) if "scan" in steps else None
         workspace = Workspace(
             loaded=loaded,
             context=context,
             tagset=tagset,
-            registry_host=host,
+            registry_host=connection.host,
             runner=runner,
-            client=client,
+            client=connection.client,
             environ=env,
             scratch=scratch,
-            dist=dist,
-            trivy_cache=trivy_cache(_db_repository(spec, env, provisioned)),
-            db_repository=_db_repository(spec, env, provisioned),
+            dist=dist or paths.project_root(loaded.base_dir) / paths.DIST,
+            trivy_cache=trivy_cache(db_repository),
+            db_repository=db_repository,
             base_image=(
-                env.get("PIPELINE_BASE_IMAGE")
-                or (provisioned.base_image if provisioned and need_base_fallback else None)
+                env.get(inputs.BASE_ENV)
+                or (provisioned.base_image if provisioned and fixtures.base else None)
             ),
             sandbox=provisioned,
             signs="sign" in steps,
+            fixtures_allowed=fixtures.allowed,
         )
         workspace.client.on_retry = workspace.note_retry
         workspace.runner.on_retry = workspace.note_retry
+        if "scan" in steps:
+            workspace.trivy().check()  # the pinned scanner, before anything is built
+            # Read from its registry before anything is built: a fixture DB is refused outside
+            # the sandbox (unless opted in).
+            workspace.database = inputs.database(
+                db_repository,
+                workspace.client_for,
+                allowed=fixtures.allowed,
+                from_sandbox=fixtures.db,
+            )
         yield workspace
+
+
+SCRATCH_PREFIX = "pipeline-run-"
+OWNER_FILE = "owner"
+
+
+def _owner() -> str:
+    """This process, as `pid start-time`: a pid alone may be reused by another process."""
+    return f"{os.getpid()} {_start_time(os.getpid())}"
+
+
+def _start_time(pid: int) -> str:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return ""
+    return fields[19] if len(fields) > 19 else ""
+
+
+def sweep_scratch(folder: Path | None = None) -> list[Path]:
+    """Remove the scratch folders of runs that are gone (killed: their cleanup never ran). A
+    folder whose owner still runs is left alone; one with no owner file is only old enough."""
+    removed = []
+    base = folder or Path(tempfile.gettempdir())
+    for candidate in base.glob(f"{SCRATCH_PREFIX}*"):
+        owner = candidate / OWNER_FILE
+        try:
+            pid_text, _, started = owner.read_text().partition(" ")
+            alive = pid_text.isdigit() and _start_time(int(pid_text)) == started
+        except OSError:
+            alive = time.time() - candidate.stat().st_mtime < 3600
+        if not alive:
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+    return removed
 
 
 def _copy_docker_config(env: Mapping[str, str], target: Path) -> None:
@@ -306,25 +371,6 @@ def _creds_from_env(spec: Spec, env: Mapping[str, str]) -> bool:
     return bool(
         env.get(spec.registry.username_env or "") and env.get(spec.registry.password_env or "")
     )
-
-
-def _needs_local_base(loaded: LoadedSpec, env: Mapping[str, str]) -> bool:
-    if env.get("PIPELINE_BASE_IMAGE"):
-        return False
-    for image in loaded.spec.images:
-        if not image.base_image_arg or image.base_image_arg in image.build_args:
-            continue
-        dockerfile = loaded.resolve(image.context) / image.dockerfile
-        host = default_base_host(dockerfile, image.base_image_arg)
-        if host and not resolves(host):
-            return True
-    return False
-
-
-def _needs_local_db(spec: Spec, env: Mapping[str, str]) -> bool:
-    if env.get("PIPELINE_TRIVY_DB_REPOSITORY") or spec.scan.db_repository:
-        return False
-    return not resolves(TRIVY_DEFAULT_DB_HOST)
 
 
 def _db_repository(

@@ -1,10 +1,10 @@
-"""Where slow fixtures and tool caches live between runs (base-image tarballs, Trivy DB, locks)."""
+"""Where slow fixtures and tool caches live between runs (base-image tarballs, Trivy DB, locks).
+
+The location itself is `pipeline.paths.cache_dir` (a base module, so adapters may use it too).
+"""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from pipeline.paths import cache_dir
 
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pipeline"
+__all__ = ["cache_dir"]

@@ -2,6 +2,11 @@
 artifact in a registry, which Trivy downloads with `--db-repository` (its real download path, the
 way air-gapped companies mirror the public DB).
 
+The sandbox serves `data/trivy-db.yaml`: a valid DB with no advisory, so a clean app passes the
+default gate offline. Tests that need advisories build and publish their own source (any YAML in
+the same shape) with `build_db(runner, text)` / `ensure_published(..., text=...)`. A fixture's
+data source is named `pipeline fixture DB …`, so a finding it produced says where it came from.
+
 The bbolt file is written by a 60-line Go program of ours (`data/boltwrite.go`) built once with
 Debian's Go and bbolt sources; everything else is Python.
 """
@@ -30,9 +35,11 @@ from pipeline.sandbox.registry import RegistryServer
 DB_LAYER = "application/vnd.aquasec.trivy.db.layer.v1.tar+gzip"
 DB_CONFIG = "application/vnd.aquasec.trivy.config.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+FIXTURE_ANNOTATION = "dev.pipeline.fixture"
 DB_TAG = "2"  # Trivy appends :2 (its DB schema) to a --db-repository without a tag
 GO_PATH = "/usr/share/gocode"
 SEVERITY_BY_NUMBER = {0: "UNKNOWN", 1: "LOW", 2: "MEDIUM", 3: "HIGH", 4: "CRITICAL"}
+
 # Fixed dates: the same fixture gives the same bytes. NextUpdate far ahead: Trivy never refreshes.
 METADATA = {
     "Version": 2,
@@ -51,6 +58,7 @@ class Planted:
 
 
 def fixture_text() -> str:
+    """The sandbox's DB source (its data source named `pipeline.gate.FIXTURE_SOURCE_PREFIX …`)."""
     return resources.files("pipeline.sandbox").joinpath("data/trivy-db.yaml").read_text()
 
 
@@ -77,14 +85,14 @@ def planted(text: str | None = None) -> tuple[Planted, ...]:
         item["key"]: item["value"]
         for entry in entries
         if entry["bucket"] == "vulnerability"
-        for item in entry["pairs"]
+        for item in entry.get("pairs") or []
     }
     found = []
     for entry in entries:
         if not entry["bucket"].startswith("debian "):
             continue
-        for package in entry["pairs"]:
-            for advisory in package["pairs"]:
+        for package in entry.get("pairs") or []:
+            for advisory in package.get("pairs") or []:
                 detail = details[advisory["key"]]
                 found.append(
                     Planted(
@@ -98,7 +106,7 @@ def planted(text: str | None = None) -> tuple[Planted, ...]:
     return tuple(sorted(found, key=lambda p: p.id))
 
 
-PLANTED = planted()
+PLANTED = planted()  # what the sandbox's own DB plants: nothing
 
 
 def _writer(runner: Runner) -> Path:
@@ -140,9 +148,10 @@ def _tar_gz(files: dict[str, bytes]) -> bytes:
     return gzip.compress(raw.getvalue(), mtime=0)
 
 
-def build_db(runner: Runner) -> Path:
-    """`db.tar.gz` for the fixture, cached by the fixture's and the writer's content."""
-    text = fixture_text()
+def build_db(runner: Runner, text: str | None = None) -> Path:
+    """`db.tar.gz` for a fixture source (default: the sandbox's), cached by its content and the
+    writer's."""
+    text = fixture_text() if text is None else text
     writer = _writer(runner)
     key = hashlib.sha256(text.encode() + writer.name.encode()).hexdigest()[:16]
     folder = cache_dir() / "trivydb" / key
@@ -178,7 +187,11 @@ def artifact_manifest(layer: bytes, config: bytes) -> bytes:
                 "annotations": {"org.opencontainers.image.title": "db.tar.gz"},
             }
         ],
-        "annotations": {"org.opencontainers.image.created": METADATA["UpdatedAt"]},
+        "annotations": {
+            "org.opencontainers.image.created": METADATA["UpdatedAt"],
+            # Marks the artifact as a fixture: releases outside the sandbox refuse it.
+            FIXTURE_ANNOTATION: "true",
+        },
     }
     return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
 
@@ -199,6 +212,8 @@ def publish(client: RegistryClient, repository: str, archive: Path) -> str:
     return digest
 
 
-def ensure_published(registry: RegistryServer, repository: str, runner: Runner) -> str:
-    """Build (cached) and publish the fixture DB into a sandbox registry."""
-    return publish(registry.client(), repository, build_db(runner))
+def ensure_published(
+    registry: RegistryServer, repository: str, runner: Runner, *, text: str | None = None
+) -> str:
+    """Build (cached) and publish a fixture DB (default: the sandbox's) into a registry."""
+    return publish(registry.client(), repository, build_db(runner, text))

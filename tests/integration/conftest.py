@@ -12,9 +12,10 @@ import pytest
 
 from pipeline.adapters.runner import Runner
 from pipeline.sandbox.local import provision
-from pipeline.sandbox.registry import start_registry, untrust_in_docker
+from pipeline.sandbox.registry import DOCKER_CERTS_DIR, start_registry, untrust_in_docker
 from pipeline.secrets import register
-from tests.support.bench import Bench, key_pair, require_tools
+from tests.support.bench import Bench, key_pair, publish_planted_db, require_tools
+from tests.support.faultproxy import FaultProxy, Schedule
 from tests.support.sigstore import sigstore  # noqa: F401  (a fixture for the keyless tests)
 
 
@@ -31,6 +32,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory, runner: Runner) -> Iterator[
     plain = start_registry(folder / "plain-registry", runner, tls=False, auth=False)
     try:
         provisioned = provision(registry, folder, runner, base=True, trivy_db=True)
+        planted_db = publish_planted_db(provisioned, runner)
         password = secrets.token_urlsafe(16)
         register(password)
         key, pub = key_pair(folder / "cosign", password)
@@ -42,6 +44,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory, runner: Runner) -> Iterator[
             cosign_key=key,
             cosign_pub=pub,
             cosign_password=password,
+            planted_db=planted_db,
         )
     finally:
         registry.stop()
@@ -64,3 +67,23 @@ def ci_python() -> Path:
             check=True,
         )
     return folder / "bin"
+
+
+@pytest.fixture
+def proxy(bench: Bench) -> Iterator[FaultProxy]:
+    """A fault-injecting TLS proxy in front of the bench registry (tests/support/faultproxy.py)."""
+    tls = bench.registry.folder / "tls"
+    with FaultProxy(
+        f"https://{bench.registry.host}",
+        cert=tls / "server.crt",
+        key=tls / "server.key",
+        ca_file=bench.registry.ca_file,
+        schedule=Schedule(),
+    ) as running:
+        # dockerd (smoke-test pulls) trusts the proxy as it trusts the registry.
+        trust = DOCKER_CERTS_DIR / running.host / "ca.crt"
+        trust.parent.mkdir(parents=True, exist_ok=True)
+        trust.write_bytes((bench.registry.ca_file or Path()).read_bytes())
+        yield running
+        trust.unlink()
+        trust.parent.rmdir()

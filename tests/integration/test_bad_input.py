@@ -1,6 +1,8 @@
-"""Bad input, black-box through `python -m pipeline`: each case exits 2 with exactly one line on
-stderr, `error: …`, naming the field or argument at fault; no traceback, no secret, and nothing
-reaches the registry (checked through the registry API after every case and once more at the end).
+"""Bad input, black-box through `python -m pipeline`: each case exits with its class's code (2 for
+a spec, flag, context or reference; 13 for git; 5 for an input that cannot be reached and may not
+be stood in for; 9 for a promotion to what was never published) with exactly one line on stderr,
+`error: …`, naming the field or argument at fault; no traceback, no secret, and nothing reaches
+the registry (checked through the registry API after every case and once more at the end).
 
 The unit tests (tests/unit/test_validate.py, test_context.py, test_refs.py) check the same rules
 one function at a time; this file is the end-to-end proof of what a user sees. Two inputs are
@@ -30,7 +32,7 @@ ZERO_SHA = "0" * 40
 PLATFORMS = 'platforms=("linux/amd64", "linux/arm64")'
 SMOKE = 'smoke_test=("python3", "-c", "import platform; print(platform.machine())")'
 
-Category = Literal["spec", "cli", "context", "reference"]
+Category = Literal["spec", "cli", "context", "reference", "inputs"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class Case:
     github_event: str | None = None  # run as GitHub Actions with this event payload
     gitlab: bool = False  # run as GitLab CI (CI_COMMIT_SHA = the checkout's HEAD)
     known_defect: str | None = None  # strict xfail: the product does not meet the rule yet
+    code: int = 2  # the exit code of the error class
 
 
 def spec(case_id: str, old: str, new: str, names: str, *more: tuple[str, str]) -> Case:
@@ -181,8 +184,8 @@ SPEC_CASES = [
     ),
     spec(
         "unknown-attestation",
-        'attestations=("cyclonedx", "vuln")',
-        'attestations=("cyclonedx", "spdx")',
+        'attestations=("cyclonedx", "vuln", "provenance")',
+        'attestations=("cyclonedx", "spdx", "provenance")',
         "sign.attestations[1]",
     ),
     spec(
@@ -288,7 +291,57 @@ CONTEXT_CASES = [
         CI_MERGE_REQUEST_IID="abc",
     ),
     gitlab("gitlab-neither-tag-nor-branch", "CI_COMMIT_BRANCH", CI_PIPELINE_SOURCE="push"),
-    Case("dirty-tree-release", "context", ("release",), "--allow-dirty", prepare=_dirty),
+    Case("dirty-tree-release", "context", ("release",), "--allow-dirty", prepare=_dirty, code=13),
+]
+
+# Inputs that cannot be had, or may not be stood in for outside the sandbox (fail closed), and
+# credentials that do not work, each refused before anything is built.
+NO_FIXTURES = {"PIPELINE_OFFLINE_FIXTURES": ""}
+INPUT_CASES = [
+    Case(
+        "trivy-db-host-unreachable",
+        "inputs",
+        ("release", "--registry", DEAD_REGISTRY),
+        "PIPELINE_TRIVY_DB_REPOSITORY",
+        env={**NO_FIXTURES, "PIPELINE_TRIVY_DB_REPOSITORY": ""},
+        code=5,
+    ),
+    Case(
+        "base-image-host-unreachable",
+        "inputs",
+        ("build", "--registry", DEAD_REGISTRY),
+        "ARG BASE_IMAGE",
+        env={**NO_FIXTURES, "PIPELINE_BASE_IMAGE": ""},
+        code=5,
+    ),
+    Case(
+        "missing-key-file",
+        "inputs",
+        ("release",),  # the bench registry: refused after its login, before any build
+        "COSIGN_KEY: file /nonexistent/release.key does not exist",
+        env={"COSIGN_KEY": "/nonexistent/release.key"},
+    ),
+    Case(
+        "wrong-cosign-password",
+        "inputs",
+        ("sign",),
+        "COSIGN_PASSWORD: does not decrypt the signing key in COSIGN_KEY",
+        env={"COSIGN_PASSWORD": "not-the-password"},
+    ),
+    Case(
+        "promote-to-a-version-never-released",
+        "inputs",
+        ("promote", "--tag", "production", "--version", "9.9.9"),
+        "version 9.9.9 of sample-app was never published",
+        code=9,
+    ),
+    Case(
+        "stage-without-state",
+        "inputs",
+        ("scan",),
+        "no state file; run the earlier stage (build) first",
+        code=12,
+    ),
 ]
 
 REFERENCE_CASES = [
@@ -303,7 +356,7 @@ REFERENCE_CASES = [
     reference("space", "bad ref:1", "REF"),
 ]
 
-CASES = SPEC_CASES + CLI_CASES + CONTEXT_CASES + REFERENCE_CASES
+CASES = SPEC_CASES + CLI_CASES + CONTEXT_CASES + REFERENCE_CASES + INPUT_CASES
 
 
 @pytest.fixture(scope="module")
@@ -326,7 +379,7 @@ def test_enough_distinct_cases() -> None:
     inputs = {(c.args, c.edits, c.prepare, c.github_event, repr(c.env)) for c in CASES}
     assert len(inputs) == len(CASES), "two cases give the same input"
     assert len(CASES) >= 30
-    assert {case.category for case in CASES} == {"spec", "cli", "context", "reference"}
+    assert {case.category for case in CASES} == {"spec", "cli", "context", "reference", "inputs"}
 
 
 def _param(case: Case) -> object:
@@ -335,7 +388,7 @@ def _param(case: Case) -> object:
 
 
 @pytest.mark.parametrize("case", [_param(case) for case in CASES])
-def test_bad_input_exits_2_with_one_error_line(
+def test_bad_input_exits_with_its_code_and_one_error_line(
     bench: Bench, origin: ReleaseRepo, tmp_path: Path, case: Case
 ) -> None:
     repo = clone_repo(origin, tmp_path / "repo")
@@ -358,8 +411,9 @@ def test_bad_input_exits_2_with_one_error_line(
 
     output = result.stdout + result.stderr
     assert "Traceback" not in output, output
-    assert result.returncode == 2, f"exit {result.returncode}:\n{output}"
-    lines = result.stderr.splitlines()
+    assert result.returncode == case.code, f"exit {result.returncode}:\n{output}"
+    # Only the error line, and the commands echoed before it (`+ docker login` …).
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("+ ")]
     assert len(lines) == 1, f"one line on stderr, got {len(lines)}:\n{result.stderr}"
     assert lines[0].startswith("error: "), lines[0]
     assert case.names in lines[0], f"{case.names!r} not named in: {lines[0]}"

@@ -19,8 +19,7 @@ import pytest
 
 from pipeline.adapters.runner import Runner
 from pipeline.errors import AuthError
-from pipeline.sandbox.trivydb import PLANTED
-from tests.support.bench import Bench, key_pair
+from tests.support.bench import PLANTED, Bench, key_pair
 
 PLATFORMS = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
 DOCKERFILE = """\
@@ -196,6 +195,33 @@ def test_trivy_reports_exactly_the_planted_advisories(
     assert unfixed == {"CVE-2099-0003"}
     without = _found(_trivy(bench, trivy_cache, platform, "--ignore-unfixed"))
     assert without == {p.id: p.severity for p in PLANTED if p.id not in unfixed}
+
+
+def test_the_sandbox_db_is_valid_and_reports_nothing(
+    bench: Bench, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The DB a user's offline release scans against: Trivy loads it, and a clean app (here the
+    base itself) has no finding, so it passes the default gate."""
+    cache = tmp_path_factory.mktemp("trivy-sandbox") / "cache"
+    env = bench.env()
+    _run(
+        [
+            "trivy",
+            "image",
+            "--quiet",
+            "--cache-dir",
+            str(cache),
+            "--download-db-only",
+            "--db-repository",
+            bench.sandbox_db,
+        ],
+        env,
+    )
+    for platform in sorted(PLATFORMS):
+        report = _trivy(bench, cache, platform)
+        assert report["Metadata"]["OS"]["Family"] == "debian"
+        assert report["Results"], "Trivy found the OS packages to check"
+        assert _found(report) == {}
 
 
 def test_cosign_signs_by_digest_and_only_the_right_key_verifies(

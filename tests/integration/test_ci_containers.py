@@ -153,6 +153,7 @@ def _gitlab_ci_local(
         "PIPELINE_BASE_IMAGE": ci.provisioned.base_image or "",
         "PIPELINE_TRIVY_DB_REPOSITORY": ci.provisioned.db_repository or "",
         "PIPELINE_BINFMT": "qemu-aarch64",
+        "PIPELINE_OFFLINE_FIXTURES": "1",  # the sandbox's base and DB stand in for real ones
         "COSIGN_PUBLIC_KEY": bench.cosign_pub.read_text(),
     }
     for name, value in {**common, **variables}.items():
@@ -245,7 +246,11 @@ def test_tag_pipeline_in_containers_publishes_what_a_local_release_does(
         "--spec",
         repo.spec,
         cwd=repo.path,
-        env=bench.env(PIPELINE_REGISTRY=bench.plain.host, PIPELINE_REGISTRY_CA=""),
+        env=bench.env(
+            PIPELINE_REGISTRY=bench.plain.host,
+            PIPELINE_REGISTRY_CA="",
+            PIPELINE_TRIVY_DB_REPOSITORY=bench.sandbox_db,
+        ),
     )
     assert local.returncode == 0, local.stderr[-4000:]
     local_index = bench.plain.client().resolve(REPOSITORY, "3.1.0")

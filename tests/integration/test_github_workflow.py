@@ -109,7 +109,8 @@ class Runner:
         env["PATH"] = f"{self.ci_python}{os.pathsep}{os.environ['PATH']}"
         env["PIPELINE_REGISTRY_CA"] = str(self.bench.registry.ca_file)
         env["PIPELINE_BASE_IMAGE"] = self.bench.base_image
-        env["PIPELINE_TRIVY_DB_REPOSITORY"] = self.bench.db_repository
+        env["PIPELINE_TRIVY_DB_REPOSITORY"] = self.bench.sandbox_db  # no ignore file: no advisory
+        env["PIPELINE_OFFLINE_FIXTURES"] = "1"  # the bench's fixture DB stands in for Trivy's
         env["PIPELINE_NOX_ENVDIR"] = str(self.workdir / "nox")
         env["NO_COLOR"] = "1"
         return env

@@ -12,7 +12,6 @@ import itertools
 import json
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,10 +20,9 @@ from pipeline.adapters.registry import Manifest, RegistryClient
 from pipeline.errors import AuthError, RegistryError
 from pipeline.oci import digest_of
 from pipeline.retry import Attempt
-from pipeline.sandbox.registry import DOCKER_CERTS_DIR
 from pipeline.spec import RetryPolicy
 from tests.support.bench import Bench
-from tests.support.faultproxy import Fault, FaultProxy, Request, Schedule, by_agent, tag_put
+from tests.support.faultproxy import Fault, FaultProxy, Request, by_agent, tag_put
 from tests.support.release_repo import make_repo, release_tags
 
 # The proxy breaks TLS connections on purpose (half a body, then close; abort after forwarding).
@@ -35,25 +33,6 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 FAST = RetryPolicy(attempts=6, initial_backoff_seconds=0.05, max_backoff_seconds=2.0)
-
-
-@pytest.fixture
-def proxy(bench: Bench) -> Iterator[FaultProxy]:
-    tls = bench.registry.folder / "tls"
-    with FaultProxy(
-        f"https://{bench.registry.host}",
-        cert=tls / "server.crt",
-        key=tls / "server.key",
-        ca_file=bench.registry.ca_file,
-        schedule=Schedule(),
-    ) as running:
-        # dockerd (smoke-test pulls) trusts the proxy as it trusts the registry.
-        trust = DOCKER_CERTS_DIR / running.host / "ca.crt"
-        trust.parent.mkdir(parents=True, exist_ok=True)
-        trust.write_bytes((bench.registry.ca_file or Path()).read_bytes())
-        yield running
-        trust.unlink()
-        trust.parent.rmdir()
 
 
 def _client(

@@ -8,11 +8,14 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pipeline.adapters.registry import RegistryClient
+from pipeline.oci import platform_digests
 from tests.support.bench import Bench, key_pair
 from tests.support.ci_env import github_env
 from tests.support.release_repo import ReleaseRepo, make_repo
@@ -80,9 +83,17 @@ def test_both_platforms_are_in_the_index(
         m.get("annotations", {}).get("vnd.docker.reference.type")
         for m in index.document["manifests"]
     ]
-    assert kinds.count("attestation-manifest") == 2, "a provenance attestation per platform"
+    # BuildKit's unsigned provenance would sit in the index and change its digest at every
+    # build; the signed SLSA provenance is an attestation instead.
+    assert kinds.count("attestation-manifest") == 0, "the index holds the images only"
     report = repo.report()["images"][0]
     assert set(report["platforms"]) == {"linux/amd64", "linux/arm64"}
+    # Each platform's scan is of that platform's own image.
+    for platform, digest in report["platforms"].items():
+        scanned = json.loads((repo.path / report["scan"]["reports"][platform]["json"]).read_text())[
+            "Metadata"
+        ]["ImageConfig"]
+        assert f"{scanned['os']}/{scanned['architecture']}" == platform, digest
 
 
 def test_signature_verifies_with_the_public_key_and_not_another(
@@ -146,8 +157,15 @@ def test_report_summary_and_dotenv(
         "the planted unfixed HIGH is reported, not blocking"
     )
     assert image["verified"] and image["signature"].endswith(".sig")
-    assert len(image["attestations"]) == 2
+    assert len(image["attestations"]) == 3, "on the index and on both platforms"
     assert {t["name"] for t in image["tags"]} >= RELEASE_TAGS
+    assert report["status"] == "pass" and report["run"]["error"] is None
+    assert report["database"]["fixture"] is True and report["database"]["digest"].startswith(
+        "sha256:"
+    )
+    assert report["database"]["updated_at"] == "2026-01-01T00:00:00Z"
+    assert (repo.path / "dist" / "summary.md").read_text().startswith("## Release 1.2.3")
+    assert f"PIPELINE_RUN={report['run']['id']}" in (repo.path / "dist" / "release.env").read_text()
     assert report["public_key"].startswith("-----BEGIN PUBLIC KEY-----")
     assert set(report["timings_seconds"]) == {"preflight", "build", "scan", "sign", "publish"}
     summary = (repo.path / "step-summary.md").read_text()
@@ -185,16 +203,20 @@ def test_different_content_under_an_existing_version_is_refused(
     server.write_text(server.read_text().replace('"APP_VERSION", "dev"', '"APP_VERSION", "dev2"'))
     repo.commit("change content")
     repo.tag("v1.2.3", force=True)
+    started = time.monotonic()
     result = _release(bench, repo)
+    seconds = time.monotonic() - started
     assert result.returncode == 9, result.stderr[-3000:]
     last = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(last) == 1
-    assert "immutable tag 1.2.3 already points at " + before["1.2.3"] in last[0]
-    assert "nothing was changed" in last[0]
-    after = _tags(client, repo.repository)
-    assert {k: v for k, v in after.items() if not k.startswith("sha-")} == {
-        k: v for k, v in before.items() if not k.startswith("sha-")
-    }
+    assert f"{repo.repository}:1.2.3 already names {before['1.2.3']}" in last[0]
+    assert "nothing was built, signed or pushed" in last[0]
+    # Refused before anything ran: no build, and not one new tag (not even the sha tag).
+    assert "buildx" not in result.stderr and "cosign sign" not in result.stderr
+    assert seconds < 15, f"refused after {seconds:.1f} s"
+    assert _tags(client, repo.repository) == before
+    assert repo.report()["status"] == "failed"
+    assert repo.report()["run"]["failed_step"] is None, "refused before the first step"
 
 
 def test_gate_blocks_the_planted_critical_and_tags_nothing(bench: Bench, tmp_path: Path) -> None:
@@ -211,6 +233,9 @@ def test_gate_blocks_the_planted_critical_and_tags_nothing(bench: Bench, tmp_pat
         and "vulnerability gate" in error[0]
         and "nothing was signed or tagged" in error[0]
     )
+    # The finding comes from the bench's fixture DB, and the gate says so.
+    assert "a planted advisory of a fixture Trivy DB (pipeline fixture DB" in error[0], error[0]
+    assert "fixture DB: not a real advisory" in result.stderr
     assert _tags(bench.client(), repo.repository) == {}
     index = json.loads((repo.path / "dist" / "state.json").read_text())["images"]["sample-app"][
         "index_digest"
@@ -235,3 +260,57 @@ def test_pull_request_builds_and_scans_but_pushes_nothing(bench: Bench, tmp_path
     image = state["images"]["sample-app"]
     assert image["layout"] and image["scan"]["verdict"] == "pass"
     assert image["tags"] == [] and not image["verified"]
+
+
+def test_attestations_are_where_verifiers_look_on_the_version_tag(
+    bench: Bench, released: tuple[ReleaseRepo, subprocess.CompletedProcess[str]]
+) -> None:
+    """`cosign verify-attestation IMAGE:1.2.3` as users type it: the tag resolves to the index,
+    which carries every platform's SBOM and scan and the SLSA provenance."""
+    repo, _ = released
+    registry = bench.client().resolve(repo.repository, "1.2.3")
+    assert registry is not None
+    repository = f"{bench.registry.host}/{repo.repository}"
+    platforms = platform_digests(registry.document)
+    ref = f"{repository}:1.2.3"
+    found: dict[str, list[dict[str, Any]]] = {}
+    for kind in ("cyclonedx", "vuln", "slsaprovenance1"):
+        out = bench.cosign(
+            "verify-attestation",
+            "--key",
+            str(bench.cosign_pub),
+            "--insecure-ignore-tlog=true",
+            "--type",
+            kind,
+            ref,
+        )
+        assert out.returncode == 0, f"{kind}: {out.stderr}"
+        found[kind] = [
+            json.loads(base64.b64decode(json.loads(line)["payload"]))
+            for line in out.stdout.splitlines()
+            if line.strip()
+        ]
+    index = registry.digest.split(":")[1]
+    for statements in found.values():
+        assert all(s["subject"][0]["digest"]["sha256"] == index for s in statements)
+    sboms = {s["predicate"]["metadata"]["component"]["name"] for s in found["cyclonedx"]}
+    assert sboms == {f"{repository}@{d}" for d in platforms.values()}
+    assert len(found["vuln"]) == len(platforms)
+    (statement,) = found["slsaprovenance1"]
+    assert statement["predicateType"] == "https://slsa.dev/provenance/v1"
+    predicate = statement["predicate"]
+    source = predicate["buildDefinition"]["externalParameters"]["source"]
+    signed = bench.verify_signature(ref)
+    assert signed.returncode == 0, signed.stderr
+    revision = json.loads(signed.stdout)[0]["optional"]["org.opencontainers.image.revision"]
+    assert source["commit"] == revision, "the provenance names the commit the signature names"
+    assert source["ref"] == "refs/tags/v1.2.3"
+    outputs = {b["digest"]["sha256"] for b in predicate["runDetails"]["byproducts"]}
+    from_registry = {registry.digest, *platforms.values()}
+    assert outputs == {d.split(":")[1] for d in from_registry}, "index and every platform"
+    dependencies = predicate["buildDefinition"]["resolvedDependencies"]
+    assert dependencies[0]["digest"]["gitCommit"] == revision
+    assert any(
+        d.get("digest", {}).get("sha256") == bench.base_image.split("@sha256:")[1]
+        for d in dependencies[1:]
+    ), "the base image by digest"

@@ -22,7 +22,7 @@ import pytest
 from pipeline.adapters.runner import Runner
 from pipeline.sandbox.local import provision
 from pipeline.sandbox.registry import start_registry, untrust_in_docker
-from tests.support.bench import Bench, key_pair
+from tests.support.bench import Bench, key_pair, publish_planted_db
 from tests.support.release_repo import make_repo
 
 
@@ -76,6 +76,7 @@ def canary_bench(
             cosign_key=key,
             cosign_pub=pub,
             cosign_password=canaries.cosign_password,
+            planted_db=publish_planted_db(provisioned, runner),
         )
     finally:
         registry.stop()

@@ -5,7 +5,9 @@ start it are in tests/integration/conftest.py).
   and deletes enabled; docker, cosign and Trivy trust its CA and log in through one isolated
   DOCKER_CONFIG;
 - a second registry (plain HTTP, loopback) for promotion and mirror tests;
-- the multi-arch base image (cached tarballs) and the fixture Trivy DB published into the first;
+- the multi-arch base image (cached tarballs) and two Trivy DBs published into the first: the
+  sandbox's own (valid, no advisory: what a user's offline release scans against) and the bench's
+  planted one (tests/support/data/trivy-db-planted.yaml), which `env()` points every release at;
 - a cosign key pair made for this run, its password only in the environment.
 A missing tool FAILS the session (never a skip): a green run must mean the tools really ran.
 """
@@ -27,8 +29,16 @@ from pipeline.adapters.registry import RegistryClient
 from pipeline.adapters.runner import Runner
 from pipeline.sandbox.local import Provisioned
 from pipeline.sandbox.registry import RegistryServer
+from pipeline.sandbox.trivydb import ensure_published, planted
 
 ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).resolve().parent / "data"
+# The planted advisories (fake CVE-2099-* on packages of the base image) and the accepted risks
+# the release tests' repositories carry for two of them.
+PLANTED_DB_SOURCE = (DATA / "trivy-db-planted.yaml").read_text()
+PLANTED = planted(PLANTED_DB_SOURCE)
+PLANTED_DB_REPOSITORY = "bench/trivy-db-planted"
+PLANTED_IGNORE_FILE = DATA / "trivyignore-planted.yaml"
 REQUIRED_TOOLS = ("docker", "cosign", "trivy", "docker-registry", "mmdebstrap", "go", "git")
 
 
@@ -41,6 +51,13 @@ class Bench:
     cosign_key: Path
     cosign_pub: Path
     cosign_password: str
+    planted_db: str  # host/repo of the DB with planted advisories
+
+    @property
+    def sandbox_db(self) -> str:
+        """The sandbox's own DB (no advisory), as the built-in registry serves it."""
+        assert self.provisioned.db_repository
+        return self.provisioned.db_repository
 
     @property
     def base_image(self) -> str:
@@ -49,8 +66,8 @@ class Bench:
 
     @property
     def db_repository(self) -> str:
-        assert self.provisioned.db_repository
-        return self.provisioned.db_repository
+        """The DB the bench's releases scan against: the planted one."""
+        return self.planted_db
 
     def client(self, *, anonymous: bool = False) -> RegistryClient:
         return self.registry.client(anonymous=anonymous)
@@ -70,6 +87,9 @@ class Bench:
             "PIPELINE_REGISTRY_PASSWORD": self.registry.password or "",
             "PIPELINE_BASE_IMAGE": self.base_image,
             "PIPELINE_TRIVY_DB_REPOSITORY": self.db_repository,
+            # The bench is a sandbox: its fixture DB and base are allowed (fail-closed tests
+            # take this away).
+            "PIPELINE_OFFLINE_FIXTURES": "1",
             "COSIGN_KEY": str(self.cosign_key),
             "COSIGN_PUBLIC_KEY": str(self.cosign_pub),
             "COSIGN_PASSWORD": self.cosign_password,
@@ -118,6 +138,13 @@ class Bench:
             timeout=timeout,
             check=False,
         )
+
+
+def publish_planted_db(provisioned: Provisioned, runner: Runner) -> str:
+    """Publish the planted DB into a provisioned registry; its `host/repo` for --db-repository."""
+    tools = runner.with_env(**provisioned.tool_env())
+    ensure_published(provisioned.registry, PLANTED_DB_REPOSITORY, tools, text=PLANTED_DB_SOURCE)
+    return f"{provisioned.registry.host}/{PLANTED_DB_REPOSITORY}"
 
 
 def key_pair(folder: Path, password: str) -> tuple[Path, Path]:

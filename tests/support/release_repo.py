@@ -1,12 +1,15 @@
 """A throw-away git repository holding a copy of sample-app, for black-box release tests.
 
 Each test gets its own repository name in the bench registry, so tests never see each other's
-tags. The spec is sample-app's own, with only the repository path changed.
+tags. The spec is sample-app's own, with the repository path changed and the bench's accepted
+risks added (`.trivyignore.yaml`: two of the planted advisories, so a release shows the gate with
+accepted risks; the bench's releases scan against the planted DB).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -16,8 +19,15 @@ from typing import Any
 from pipeline.adapters.registry import RegistryClient
 
 ROOT = Path(__file__).resolve().parents[2]
+# The OCI 1.1 referrers fallback tag `cosign copy` writes beside .sig and .att.
+COSIGN_REFERRER_TAG = re.compile(r"sha256-[0-9a-f]{64}")
 SAMPLE = ROOT / "sample-app"
-COPY = ("app", "tests", "Dockerfile", ".dockerignore", ".trivyignore.yaml", "release.py")
+COPY = ("app", "tests", "Dockerfile", ".dockerignore", "release.py")
+IGNORE_FILE = Path(__file__).resolve().parent / "data" / "trivyignore-planted.yaml"
+SCAN_WITHOUT_IGNORES = "    scan=ScanPolicy(\n        fail_on="
+SCAN_WITH_IGNORES = (
+    '    scan=ScanPolicy(\n        ignore_file=".trivyignore.yaml",\n        fail_on='
+)
 
 
 @dataclass
@@ -64,8 +74,10 @@ def make_repo(folder: Path, repository: str) -> ReleaseRepo:
         else:
             shutil.copy2(source, folder / name)
     (folder / ".gitignore").write_text("dist/\n__pycache__/\n")
+    shutil.copy2(IGNORE_FILE, folder / ".trivyignore.yaml")
     repo = ReleaseRepo(folder, repository)
     repo.edit_spec('repository="acme/sample-app"', f'repository="{repository}"')
+    repo.edit_spec(SCAN_WITHOUT_IGNORES, SCAN_WITH_IGNORES)
     repo.git("init", "-q", "-b", "main")
     repo.git("config", "user.email", "tests@example.invalid")
     repo.git("config", "user.name", "tests")
@@ -76,7 +88,8 @@ def make_repo(folder: Path, repository: str) -> ReleaseRepo:
 def clone_project(folder: Path, repository: str) -> ReleaseRepo:
     """A clone of this whole project (noxfile, package, sample-app): what generated CI jobs run in.
 
-    The spec's repository path is changed and committed, so the clone has its own commit."""
+    The spec's repository path is changed and committed, so the clone has its own commit. It has
+    no ignore file: release it against the sandbox's DB (`bench.sandbox_db`)."""
     subprocess.run(["git", "clone", "-q", str(ROOT), str(folder)], check=True)
     repo = ReleaseRepo(folder, repository, spec="sample-app/release.py")
     repo.git("config", "user.email", "tests@example.invalid")
@@ -102,5 +115,7 @@ def release_tags(client: RegistryClient, repository: str) -> dict[str, str]:
     return {
         tag: client.digest_of(repository, tag) or ""
         for tag in client.tags(repository)
-        if not tag.endswith((".sig", ".att")) and tag != "buildcache"
+        if not tag.endswith((".sig", ".att"))
+        and tag != "buildcache"
+        and not COSIGN_REFERRER_TAG.fullmatch(tag)
     }

@@ -42,7 +42,7 @@ def test_build_argv() -> None:
         "--file", "/src/Dockerfile",
         "--metadata-file", "/dist/oci/web.json",
         "--output", "type=oci,dest=/dist/oci/web,tar=false,rewrite-timestamp=true",
-        "--provenance=mode=max",
+        "--provenance=false",
         "--target", "runtime",
         "--build-arg", "A=1", "--build-arg", "B=2", "--build-arg", "SOURCE_DATE_EPOCH=1700000000",
         "--secret", "id=npm,env=NPM_TOKEN",

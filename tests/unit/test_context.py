@@ -466,6 +466,7 @@ def test_helpers_and_json() -> None:
     assert set(data) == {
         "system", "event", "ref_name", "sha", "short_sha", "commit_time", "tag", "branch",
         "pr_number", "default_branch", "source_url", "dirty", "releases", "shallow",
+        "run_url", "workflow_ref",
     }  # fmt: skip
 
 
@@ -550,3 +551,35 @@ def test_load_context_passes_spec_settings(tmp_path: Path) -> None:
 )
 def test_browsable_url(url: str, expected: str | None) -> None:
     assert browsable_url(url) == expected
+
+
+def test_ci_run_and_definition_for_the_provenance(tmp_path: Path) -> None:
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(REPO))
+    env = {
+        **GITHUB_BASE,
+        "GITHUB_EVENT_PATH": str(event),
+        "GITHUB_EVENT_NAME": "push",
+        "GITHUB_REF": "refs/tags/v1.2.3",
+        "GITHUB_RUN_ID": "42",
+        "GITHUB_RUN_ATTEMPT": "2",
+        "GITHUB_WORKFLOW_REF": "acme/web/.github/workflows/release.yml@refs/tags/v1.2.3",
+    }
+    ctx = detect(env, read_event=lambda p: Path(p).read_text(), git=None)
+    assert ctx.run_url == f"{ctx.source_url}/actions/runs/42/attempts/2"
+    assert ctx.workflow_ref == "acme/web/.github/workflows/release.yml@refs/tags/v1.2.3"
+    assert ctx.git_ref == "refs/tags/v1.2.3"
+    gitlab = detect(
+        {
+            "GITLAB_CI": "true",
+            "CI_COMMIT_SHA": SHA,
+            "CI_PIPELINE_SOURCE": "push",
+            "CI_COMMIT_TAG": "v1.2.3",
+            "CI_PROJECT_URL": "https://gitlab.example/acme/web",
+            "CI_JOB_URL": "https://gitlab.example/acme/web/-/jobs/7",
+        },
+        read_event=lambda p: "",
+        git=None,
+    )
+    assert gitlab.run_url == "https://gitlab.example/acme/web/-/jobs/7"
+    assert gitlab.workflow_ref == "gitlab.example/acme/web//.gitlab-ci.yml@refs/tags/v1.2.3"

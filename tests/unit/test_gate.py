@@ -169,3 +169,20 @@ def test_expired_ignore_entries() -> None:
 def test_describe_says_what_was_let_through(unfixed: int, hidden: int, line: str) -> None:
     counts = {"CRITICAL": 0, "HIGH": 4, "MEDIUM": 0, "LOW": 1}
     assert describe("pass", counts, unfixed, hidden) == line
+
+
+def test_a_finding_knows_it_came_from_a_fixture_db() -> None:
+    def report(source: str) -> dict[str, object]:
+        vuln = {
+            "VulnerabilityID": "CVE-2099-0001",
+            "PkgName": "bash",
+            "Severity": "CRITICAL",
+            "FixedVersion": "5.2.99-1",
+            "DataSource": {"ID": "debian", "Name": source},
+        }
+        return {"Results": [{"Vulnerabilities": [vuln]}]}
+
+    (planted,) = findings(report("pipeline fixture DB (planted advisories, not real)"))
+    (real,) = findings(report("Debian Security Tracker"))
+    assert planted.from_fixture and not real.from_fixture
+    assert planted == real, "the source is not part of a finding's identity"

@@ -54,13 +54,19 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "pipeline.retry",
             "pipeline.state",
             "pipeline.preflight",
+            "pipeline.predicates",
+            "pipeline.dockerignore",
             "pipeline.emit",
+            "pipeline.adopt",
         ),
     ),
     ("adapters", ("pipeline.adapters",)),
     ("machine", ("pipeline.sandbox", "pipeline.toolchain")),
     ("engine", ("pipeline.engine",)),
-    ("entry points", ("pipeline.commands", "pipeline.cli", "pipeline.__main__")),
+    (
+        "entry points",
+        ("pipeline.commands", "pipeline.cli", "pipeline.__main__", "pipeline.nox_sessions"),
+    ),
 )
 RANK = {name: rank for rank, (name, _) in enumerate(LAYERS)}
 
@@ -92,7 +98,9 @@ def layer_of(module: str) -> str:
     best = ("", -1)
     for name, prefixes in LAYERS:
         for prefix in prefixes:
-            matches = module == prefix or module.startswith(prefix + ".")
+            # The package itself holds only __version__: it is no prefix of its modules.
+            below = prefix != "pipeline" and module.startswith(prefix + ".")
+            matches = module == prefix or below
             if matches and len(prefix) > best[1]:
                 best = (name, len(prefix))
     if not best[0]:

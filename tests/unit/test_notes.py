@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.commands.notes import verify_commands
 from pipeline.emit import notes
 from pipeline.errors import SpecError
 from pipeline.spec import CIOptions
@@ -41,14 +42,20 @@ def _report() -> dict[str, Any]:
     }
 
 
+def _render(spec: Any) -> str:
+    report = _report()
+    return notes.render(report, verify_commands(spec, report), public_key=spec.sign.keyless is None)
+
+
 def test_key_mode_notes() -> None:
-    text = notes.render(_report(), SPEC)
+    text = _render(SPEC)
     reference = f"127.0.0.1:5000/acme/sample-app@{INDEX}"
     assert f"cosign verify --key cosign.pub --insecure-ignore-tlog=true {reference}" in text
     assert (
-        f"cosign verify-attestation --type cyclonedx --key cosign.pub "
-        f"--insecure-ignore-tlog=true {reference}"
+        f"cosign verify-attestation --key cosign.pub --insecure-ignore-tlog=true "
+        f"--type cyclonedx {reference}"
     ) in text
+    assert f"--type slsaprovenance1 {reference}" in text  # cosign's name for the provenance
     assert f"| linux/amd64 | `{AMD}` |\n| linux/arm64 | `{ARM}` |" in text
     assert "Scan: pass: CRITICAL 0, HIGH 2, MEDIUM 0, LOW 0 (2 unfixed" in text
     assert "Tags: `4.0.0`, `latest`" in text
@@ -57,10 +64,10 @@ def test_key_mode_notes() -> None:
 
 
 def test_keyless_notes_name_the_identity() -> None:
-    text = notes.render(_report(), replace(SPEC, sign=KEYLESS))
+    text = _render(replace(SPEC, sign=KEYLESS))
     assert (
         "cosign verify --certificate-oidc-issuer https://token.actions.githubusercontent.com "
-        "--certificate-identity-regexp '^https://github.com/acme/' "
+        "--certificate-identity-regexp '^https://github.com/acme/' 127.0.0.1:5000"
     ) in text
     assert "--insecure-ignore-tlog" not in text  # keyless uses the transparency log
     assert "BEGIN PUBLIC KEY" not in text

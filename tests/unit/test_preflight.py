@@ -11,6 +11,7 @@ from pipeline.preflight import (
     Finding,
     check_dockerfile,
     check_dockerignore,
+    external_bases,
     run_preflight,
     secret_name,
 )
@@ -188,3 +189,18 @@ def test_the_preflight_command_reports_on_stdout(capsys: pytest.CaptureFixture[s
     assert "Preflight" in out and "warning" in out  # the findings are the result
     assert "Preflight" not in err
     assert "warning(s), no errors" in err
+
+
+def test_external_bases_apply_build_arguments_and_skip_stages() -> None:
+    text = (
+        "ARG BASE=debian:bookworm-slim\nFROM ${BASE} AS build\nRUN true\n"
+        "FROM build AS test\nFROM scratch AS empty\n"
+        "FROM registry.example/tools@sha256:" + "b" * 64 + " AS tools\nFROM ${BASE}\n"
+    )
+    assert external_bases(text, {}) == [
+        "debian:bookworm-slim",
+        "registry.example/tools@sha256:" + "b" * 64,
+    ]
+    assert external_bases(text, {"BASE": "127.0.0.1:5000/base@sha256:" + "c" * 64})[0] == (
+        "127.0.0.1:5000/base@sha256:" + "c" * 64
+    )

@@ -7,7 +7,11 @@ import io
 import json
 import tarfile
 
+import yaml
+
+from pipeline import gate
 from pipeline.sandbox import trivydb
+from tests.support.bench import PLANTED, PLANTED_DB_SOURCE
 
 SOURCE = """
 - bucket: data-source
@@ -63,8 +67,22 @@ def test_conversion_keeps_nesting_and_values() -> None:
     }
 
 
+def test_the_sandbox_db_plants_nothing_and_says_it_is_a_fixture() -> None:
+    """What a user's offline release scans against: a clean app passes the default gate."""
+    import yaml
+
+    assert trivydb.PLANTED == ()
+    entries = yaml.safe_load(trivydb.fixture_text())
+    source = next(e for e in entries if e["bucket"] == "data-source")["pairs"][0]["value"]
+    assert source["ID"] == "debian" and source["Name"].startswith(gate.FIXTURE_SOURCE_PREFIX)
+    assert {e["bucket"] for e in entries} == {"data-source", "debian 12", "vulnerability"}
+
+
 def test_planted_advisories_cover_the_gate_cases() -> None:
-    planted = trivydb.PLANTED
+    planted = PLANTED
+    entries = yaml.safe_load(PLANTED_DB_SOURCE)
+    source = next(e for e in entries if e["bucket"] == "data-source")["pairs"][0]["value"]
+    assert source["Name"].startswith(gate.FIXTURE_SOURCE_PREFIX)
     kinds = {(p.severity, p.fixed_version is not None) for p in planted}
     assert {("CRITICAL", True), ("HIGH", True), ("HIGH", False), ("LOW", True)} <= kinds
     assert all(p.id.startswith("CVE-2099-") for p in planted)

@@ -354,19 +354,32 @@ CASES: list[Case] = [
     # signing
     Case(
         "unknown-attestation",
-        "sign.attestations[1]: 'spdx' is not an attestation (cyclonedx, vuln)",
+        "sign.attestations[1]: 'spdx' is not an attestation (cyclonedx, vuln, provenance)",
         spec=", sign=SignPolicy(attestations=('cyclonedx', 'spdx'))",
     ),
     Case(
-        "keyless-without-transparency-log",
-        "sign.transparency_log: False is not possible with keyless signing "
-        "(it needs the transparency log); did you mean True?",
-        spec=f", sign=SignPolicy(keyless={KEYLESS}, subject='x'))",
+        "keyless-ci-without-workflow",
+        "sign.keyless.workflow: None is not set with sign.keyless.ci='github' (the workflow "
+        "that signs releases)",
+        spec=f", sign=SignPolicy(keyless={KEYLESS}, ci='github', repository='acme/web'))",
+    ),
+    Case(
+        "keyless-ci-with-a-subject",
+        "sign.keyless.subject: 'x' is not set with sign.keyless.ci (the identity is the github "
+        "workflow's URL)",
+        spec=f", sign=SignPolicy(keyless={KEYLESS}, ci='github', repository='a/b', "
+        "workflow='w.yml', subject='x'))",
+    ),
+    Case(
+        "keyless-issuer-over-plain-http",
+        "sign.keyless.issuer: 'http://issuer.example' is not an OIDC issuer URL (https://…)",
+        spec=", sign=SignPolicy(keyless=KeylessIdentity(issuer='http://issuer.example', "
+        "subject='x'))",
     ),
     Case(
         "keyless-without-subject",
         "sign.keyless: KeylessIdentity(...) is not a complete identity: set subject or "
-        "subject_regexp (exactly one)",
+        "subject_regexp (exactly one), or ci with repository and workflow",
         spec=f", sign=SignPolicy(keyless={KEYLESS}), transparency_log=True)",
     ),
     Case(

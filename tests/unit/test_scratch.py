@@ -1,0 +1,34 @@
+"""A run killed outright leaves its private scratch folder (the docker config with the registry
+login, derived keys): the next run removes it, and never a folder of a run still going."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from pipeline.engine.workspace import OWNER_FILE, SCRATCH_PREFIX, _owner, sweep_scratch
+
+
+def _folder(base: Path, name: str, owner: str | None) -> Path:
+    folder = base / f"{SCRATCH_PREFIX}{name}"
+    (folder / "docker").mkdir(parents=True)
+    (folder / "docker" / "config.json").write_text('{"auths": {}}')
+    if owner is not None:
+        (folder / OWNER_FILE).write_text(owner)
+    return folder
+
+
+def test_folders_of_gone_runs_are_removed(tmp_path: Path) -> None:
+    mine = _folder(tmp_path, "alive", _owner())
+    killed = _folder(tmp_path, "killed", "999999999 12345")
+    reused_pid = _folder(tmp_path, "reused", f"{os.getpid()} 1")  # same pid, other start time
+    old = _folder(tmp_path, "old", None)
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    recent = _folder(tmp_path, "recent", None)
+    unrelated = tmp_path / "other-folder"
+    unrelated.mkdir()
+    removed = sweep_scratch(tmp_path)
+    assert sorted(p.name for p in removed) == sorted(p.name for p in (killed, reused_pid, old))
+    assert mine.is_dir() and recent.is_dir() and unrelated.is_dir()
+    assert not killed.exists() and not reused_pid.exists() and not old.exists()
