@@ -85,7 +85,7 @@ def ci(bench: Bench, runner: Runner, tmp_path_factory: pytest.TempPathFactory) -
     try:
         provisioned = provision(registry, work, runner, base=True, trivy_db=True)
         repo = clone_project(work / "project", REPOSITORY)
-        wheels = build_tool_wheel(repo, work / "wheels")
+        wheels = build_tool_wheel(repo, work / "wheels").parent
         job_image = release_job_image(repo, wheels, bridge_env(bench, registry, provisioned))
         shutil.rmtree(repo.path / "dist", ignore_errors=True)
         shutil.rmtree(repo.path / "images" / "runner" / "wheels", ignore_errors=True)

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from pipeline.adapters.pip import pip_command
 from pipeline.adapters.runner import Runner
 from pipeline.sandbox import baseimage
 from pipeline.sandbox.local import Provisioned, provision
@@ -240,9 +241,7 @@ def build_tool_wheel(repo: ReleaseRepo, out: Path) -> Path:
     epoch = repo.git("log", "-1", "--format=%ct")
     subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "pip",
+            *pip_command(),
             "wheel",
             "--quiet",
             "--no-deps",
@@ -282,7 +281,10 @@ def release_job_image(repo: ReleaseRepo, wheels: Path, env: dict[str, str]) -> J
         assert done.returncode == 0, f"{argv}: {done.stdout[-2000:]}{done.stderr[-4000:]}"
 
     step("-m", "pipeline", "workflows", "--find-links", str(wheels))
-    repo.commit("lock the tool's wheel built here")
+    digest = hashlib.sha256(next(wheels.glob("*.whl")).read_bytes()).hexdigest()
+    assert digest in (repo.path / "pipeline.lock").read_text(), "the lock pins the wheel built"
+    if repo.git("status", "--porcelain"):
+        repo.commit("lock the tool's wheel built here")
     step("images/runner/prepare.py", "--find-links", str(wheels))
     result = subprocess.run(
         [sys.executable, "-m", "pipeline", "release", "--spec", "images/runner/release.py"],
