@@ -1,4 +1,6 @@
-"""The generated GitLab pipeline run as a GitLab runner with the docker executor runs it: every
+"""WORK IN PROGRESS, not collected by default (run it by path: `./noxw -s tests -- tests/integration/ci_containers_wip.py`): the job image releases, then the first build fails with "failed to configure registry cache importer: <bridge registry>/pipeline/runner:buildcache: not found" (the host BuildKit and a TLS registry on the docker bridge; not yet diagnosed).
+
+The generated GitLab pipeline run as a GitLab runner with the docker executor runs it: every
 job in a container of the job image (released first by the project's own pipeline), the build
 jobs next to a privileged docker-in-docker service made from Debian's docker packages, chosen
 through the generated PIPELINE_DIND_IMAGE variable; gitlab-ci-local's docker executor, images
