@@ -1,4 +1,8 @@
-"""WORK IN PROGRESS, not collected by default (run it by path: `./noxw -s tests -- tests/integration/ci_containers_wip.py`): the job image releases, then the first build fails with "failed to configure registry cache importer: <bridge registry>/pipeline/runner:buildcache: not found" (the host BuildKit and a TLS registry on the docker bridge; not yet diagnosed).
+"""WORK IN PROGRESS, not collected by default; run it by path
+(`./noxw -s tests -- tests/integration/ci_containers_wip.py`). Where it stands: the job image is
+released; its first build then fails with "failed to configure registry cache importer:
+<bridge registry>/pipeline/runner:buildcache: not found" (the host BuildKit and a TLS registry on
+the docker bridge), not yet diagnosed.
 
 The generated GitLab pipeline run as a GitLab runner with the docker executor runs it: every
 job in a container of the job image (released first by the project's own pipeline), the build
