@@ -86,6 +86,10 @@ class Runner:
                 return event.ref
             if match.group(1) == "github.actor":
                 return "tests"
+            if match.group(1) == "github.token":
+                return "ghs_tests-token"
+            if match.group(1) == "github.repository":
+                return "acme/sample-app"
             raise AssertionError(f"unexpected expression {match.group(0)}")
 
         return EXPRESSION.sub(value, text)
