@@ -123,6 +123,14 @@ def benchmark(session: nox.Session) -> None:
     session.run("python", "benchmarks/release.py", *session.posargs)
 
 
+@nox.session(python=PYTHON, default=False)
+def wheel(session: nox.Session) -> None:
+    """Build the pipeline-release wheel, reproducibly, into build/wheel (`-- DIR` elsewhere)."""
+    out = session.posargs[0] if session.posargs else str(ROOT / "build" / "wheel")
+    session.install("-q", "pip")  # the build frontend: pip with the pinned setuptools, isolated
+    session.run("python", "-m", "tests.support.wheel", out, "python", silent=False)
+
+
 # The stage sessions, plan, tags and workflows (the spec is found as everywhere: [tool.pipeline]
 # spec in pyproject.toml, or --spec). toolchain and doctor are defined above: they install the
 # test tools too. A CI job that installed the wheel from pipeline.lock runs that wheel instead.

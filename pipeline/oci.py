@@ -100,6 +100,24 @@ class Layout:
         index = json.loads((self.root / "index.json").read_text())
         return Descriptor.parse(index["manifests"][0])
 
+    def ensure_index(self, digest: str, annotations: dict[str, str]) -> str:
+        """The digest of the index the build exported as `digest`. A single-platform build
+        exports a bare image manifest: it is wrapped in a one-entry index (written into the
+        layout, with the build's index annotations), so every image is an index."""
+        top = json.loads((self.root / "index.json").read_text())
+        entry = next(e for e in top["manifests"] if e.get("digest") == digest)
+        if entry.get("mediaType") in INDEX_TYPES:
+            return digest
+        wrapped = {k: entry[k] for k in ("mediaType", "digest", "size", "platform") if k in entry}
+        body = merge_indexes([{"manifests": [wrapped]}], annotations)
+        index_digest = digest_of(body)
+        path = self.blob_path(index_digest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+        top["manifests"] = [{"mediaType": OCI_INDEX, "digest": index_digest, "size": len(body)}]
+        (self.root / "index.json").write_text(json.dumps(top, separators=(",", ":")))
+        return index_digest
+
     def walk(self, descriptor: Descriptor | None = None) -> Iterator[tuple[Descriptor, bytes]]:
         """Every manifest below and including `descriptor`, children before parents."""
         descriptor = descriptor or self.top()

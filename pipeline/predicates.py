@@ -18,6 +18,8 @@ from typing import Any
 from urllib.parse import quote
 
 SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
+# Where a cosign-vuln predicate carries the DB facts cosign keeps (inside the Trivy report).
+DB_FACTS = "dev.pipeline.db"
 BUILD_TYPE = "urn:pipeline-release:buildx-release:v1"
 
 
@@ -48,20 +50,37 @@ def name_sbom(
 
 
 def stamp_vuln(document: Mapping[str, Any], database: Mapping[str, Any]) -> dict[str, Any]:
-    """The cosign-vuln predicate with the DB it was scanned with (`scanner.db`)."""
+    """The cosign-vuln predicate with the DB it was scanned with.
+
+    `scanner.db` gets the DB's `uri` (oci://source@digest) and `version` (its UpdatedAt): the two
+    fields cosign's vuln predicate type has. cosign re-encodes that predicate through its own
+    struct at `attest` time and drops any other key there, so the fixture mark and the DB facts
+    travel in `scanner.result` (the Trivy report, which cosign keeps whole) under `DB_FACTS`.
+    """
     out = copy.deepcopy(dict(document))
     scanner = out.setdefault("scanner", {})
     source, digest = database.get("source") or "", database.get("digest") or ""
     scanner["db"] = {
         "uri": f"oci://{source}@{digest}" if digest else f"oci://{source}",
         "version": database.get("updated_at") or "",
+    }
+    result = scanner.get("result")
+    if not isinstance(result, dict):
+        result = scanner["result"] = {}
+    result[DB_FACTS] = {
+        "source": source,
+        "digest": digest or None,
+        "updated_at": database.get("updated_at") or None,
         "fixture": bool(database.get("fixture")),
     }
     return out
 
 
 def scanned_with_fixture(predicate: Mapping[str, Any]) -> bool:
-    return bool(((predicate.get("scanner") or {}).get("db") or {}).get("fixture"))
+    """Whether a cosign-vuln predicate says its scan used the fixture DB (see `stamp_vuln`)."""
+    result = (predicate.get("scanner") or {}).get("result") or {}
+    facts = result.get(DB_FACTS) if isinstance(result, dict) else None
+    return bool(isinstance(facts, dict) and facts.get("fixture"))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -159,7 +159,9 @@ def build_image(ws: Workspace, image: Image, platforms: tuple[str, ...]) -> Imag
             tested.result()
             result = built.result()
     layout = oci.Layout(layout_dir)
-    index = json.loads(layout.blob(result.index_digest))
+    # A single-platform build exports a bare manifest: wrapped in an index like every other.
+    index_digest = layout.ensure_index(result.index_digest, labels)
+    index = json.loads(layout.blob(index_digest))
     digests = oci.platform_digests(index)
     missing = [p for p in platforms if p not in digests]
     if missing:
@@ -167,7 +169,7 @@ def build_image(ws: Workspace, image: Image, platforms: tuple[str, ...]) -> Imag
     state = ImageState(
         name=image.name,
         repository=repository,
-        index_digest=result.index_digest,
+        index_digest=index_digest,
         platforms=digests,
         build_args=args,
         base_images=base_images(ws, dockerfile, args),
@@ -175,14 +177,14 @@ def build_image(ws: Workspace, image: Image, platforms: tuple[str, ...]) -> Imag
     )
     if not ws.push:
         state.layout = str(layout_dir)
-        ui.ok(f"{image.name}: built {result.index_digest[:19]}… (pull request: not pushed)")
+        ui.ok(f"{image.name}: built {index_digest[:19]}… (pull request: not pushed)")
         return state
     with ui.progress(f"{image.name}: push by digest to {ws.registry_host}"):
         push_layout(ws.client, image.repository, layout)
     # The layout holds exactly the pushed blobs: a scan in this process reads it from disk
     # (twice as fast as pulling the digest back); the scan stage removes it.
     state.layout = str(layout_dir)
-    ui.ok(f"{image.name}: pushed {repository}@{result.index_digest}")
+    ui.ok(f"{image.name}: pushed {repository}@{index_digest}")
     if image.smoke_test:
         smoke_test(ws, image, state)
     return state

@@ -1,11 +1,12 @@
 """The inputs a run takes from outside, decided fail-closed: the base image and the Trivy DB.
 
-The sandbox's stand-ins (the built-in Debian base, the fixture Trivy DB with its planted
-advisories) are used only in the sandbox (the spec's registry is the built-in `local` one and no
-other registry was asked for) or with the explicit opt-in `PIPELINE_OFFLINE_FIXTURES=1`, which is
-announced. Otherwise an unreachable DB host or base image is one `error:` line naming what could
-not be reached and how to point at a mirror, before anything is built or pushed. A DB artifact
-that carries the fixture mark is refused the same way, wherever it is served from.
+The sandbox's stand-ins (the built-in Debian base, the fixture Trivy DB, the locally built
+Docker Hub `debian` images) are used only in the sandbox (the spec's registry is the built-in
+`local` one and no other registry was asked for) or with the explicit opt-in
+`PIPELINE_OFFLINE_FIXTURES=1`, which is announced. Otherwise an unreachable DB host or base image
+is one `error:` line naming what could not be reached and how to point at a mirror, before
+anything is built or pushed. A DB artifact that carries the fixture mark is refused the same way,
+wherever it is served from.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from typing import Any
 from pipeline import ui
 from pipeline.adapters.registry import RegistryClient
 from pipeline.errors import EnvironmentProblem, PipelineError
+from pipeline.preflight import parse_stages
 from pipeline.refs import ImageRef, split_host
+from pipeline.sandbox import hubmirror
 from pipeline.sandbox.trivydb import DB_TAG, FIXTURE_ANNOTATION
 from pipeline.specload import LoadedSpec
 
@@ -93,6 +96,18 @@ def unreachable_bases(loaded: LoadedSpec, env: Mapping[str, str]) -> list[Unreac
     return found
 
 
+def hub_tags(loaded: LoadedSpec) -> tuple[str, ...]:
+    """The `debian` tags the spec's Dockerfiles build FROM (ARG defaults and build args
+    resolved) that the sandbox can make, when Docker Hub cannot be reached; else none."""
+    bases: list[str] = []
+    for image in loaded.spec.images:
+        dockerfile = loaded.resolve(image.context) / image.dockerfile
+        if dockerfile.is_file():
+            bases += [s.base for s in parse_stages(dockerfile.read_text(), image.build_args)]
+    tags = hubmirror.hub_tags(bases)
+    return tags if tags and not resolves(registry_of("debian")) else ()
+
+
 def explicit_db(loaded: LoadedSpec, env: Mapping[str, str]) -> str | None:
     return env.get(DB_ENV) or loaded.spec.scan.db_repository
 
@@ -104,6 +119,7 @@ class FixturePlan:
     allowed: bool  # in the sandbox, or opted in
     base: bool  # the built-in base replaces an unreachable default base
     db: bool  # the fixture DB replaces an unreachable default DB
+    hub: tuple[str, ...] = ()  # `debian` tags the Docker Hub stand-ins serve (hubmirror)
 
 
 def plan_fixtures(
@@ -115,7 +131,10 @@ def plan_fixtures(
 ) -> FixturePlan:
     """Decide the stand-ins before anything runs; refuse (exit 5) where they are not allowed."""
     allowed = sandbox or opted_in(env)
+    hub = hub_tags(loaded) if allowed and "build" in steps else ()
     bases = unreachable_bases(loaded, env) if "build" in steps else []
+    # A default base the Docker Hub stand-ins serve builds as the Dockerfile says.
+    bases = [b for b in bases if not (hub and hubmirror.hub_tag(b.reference))]
     db = "scan" in steps and explicit_db(loaded, env) is None
     db = db and not resolves(TRIVY_DEFAULT_DB_HOST)
     if not allowed:
@@ -135,7 +154,7 @@ def plan_fixtures(
                 f"{FIXTURES_ENV}=1 to scan with the fixture DB (never for a real release); "
                 "nothing was built"
             )
-    plan = FixturePlan(allowed=allowed, base=bool(bases), db=db)
+    plan = FixturePlan(allowed=allowed, base=bool(bases), db=db, hub=hub)
     if (plan.base or plan.db) and not sandbox:
         used = " and ".join(
             part

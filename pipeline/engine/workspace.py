@@ -11,7 +11,10 @@ Resolution rules (documented in the README):
 - base image: PIPELINE_BASE_IMAGE, else the Dockerfile's default; the built-in base only in the
   sandbox or with PIPELINE_OFFLINE_FIXTURES=1 (`pipeline.engine.inputs`, fail-closed);
 - Trivy DB: PIPELINE_TRIVY_DB_REPOSITORY, then the spec, else Trivy's default; the fixture DB only
-  in the sandbox or opted in, and a DB marked as the fixture is refused anywhere else.
+  in the sandbox or opted in, and a DB marked as the fixture is refused anywhere else;
+- Docker Hub names: where the stand-ins are allowed (the sandbox, or opted in), a build that
+  cannot reach Docker Hub and whose Dockerfiles use `debian:bookworm[-slim]` gets the sandbox's
+  locally built stand-ins (`pipeline.sandbox.hubmirror`), so such a FROM needs no build argument.
 """
 
 from __future__ import annotations
@@ -271,9 +274,15 @@ def open_workspace(
         (scratch / OWNER_FILE).write_text(_owner())
         provisioned: sandbox.Provisioned | None = None
         wants_local = host == LOCAL_REGISTRY and tagset.publish  # a PR pushes nothing
-        if wants_local or fixtures.base or fixtures.db:
+        if wants_local or fixtures.base or fixtures.db or fixtures.hub:
             with ui.progress("built-in registry, base image and Trivy DB"):
-                provisioned = sandbox.up(base_runner, base=fixtures.base, trivy_db=fixtures.db)
+                provisioned = sandbox.up(
+                    base_runner,
+                    base=fixtures.base,
+                    trivy_db=fixtures.db,
+                    hub_tags=fixtures.hub,
+                    hub_platforms=tuple(sorted({p for i in spec.images for p in i.platforms})),
+                )
         if host == LOCAL_REGISTRY and provisioned is not None:
             connection = _sandbox_connection(provisioned, spec)
         else:

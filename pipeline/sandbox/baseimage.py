@@ -34,35 +34,56 @@ RECIPE = "dev.pipeline.base.recipe"  # index annotation: which rootfs recipe it 
 FORMAT = 1  # bump when the recipe changes in a way the inputs below do not show
 
 
-def cache_key(arch: str, packages: tuple[str, ...] = PACKAGES) -> str:
-    recipe = json.dumps(
-        [FORMAT, SUITE, VARIANT, arch, sorted(packages), list(DPKG_OPTIONS)], sort_keys=True
-    )
+def cache_key(
+    arch: str,
+    packages: tuple[str, ...] = PACKAGES,
+    *,
+    dpkg_options: tuple[str, ...] = DPKG_OPTIONS,
+    apt_options: tuple[str, ...] = (),
+) -> str:
+    parts: list[object] = [FORMAT, SUITE, VARIANT, arch, sorted(packages), list(dpkg_options)]
+    if apt_options:  # absent for the built-in base, whose key (and cache) stays as it was
+        parts.append(list(apt_options))
+    recipe = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(recipe.encode()).hexdigest()[:16]
 
 
-def rootfs_argv(arch: str, output: Path, packages: tuple[str, ...] = PACKAGES) -> list[str]:
-    argv = [
-        "mmdebstrap",
-        f"--variant={VARIANT}",
-        f"--architectures={arch}",
-        f"--include={','.join(sorted(packages))}",
-        "--quiet",
-    ]
-    argv += [f"--dpkgopt={option}" for option in DPKG_OPTIONS]
+def rootfs_argv(
+    arch: str,
+    output: Path,
+    packages: tuple[str, ...] = PACKAGES,
+    *,
+    dpkg_options: tuple[str, ...] = DPKG_OPTIONS,
+    apt_options: tuple[str, ...] = (),
+) -> list[str]:
+    argv = ["mmdebstrap", f"--variant={VARIANT}", f"--architectures={arch}"]
+    if packages:
+        argv.append(f"--include={','.join(sorted(packages))}")
+    argv.append("--quiet")
+    argv += [f"--dpkgopt={option}" for option in dpkg_options]
+    argv += [f"--aptopt={option}" for option in apt_options]
     return [*argv, SUITE, str(output)]
 
 
-def build_rootfs(arch: str, runner: Runner, packages: tuple[str, ...] = PACKAGES) -> Path:
+def build_rootfs(
+    arch: str,
+    runner: Runner,
+    packages: tuple[str, ...] = PACKAGES,
+    *,
+    dpkg_options: tuple[str, ...] = DPKG_OPTIONS,
+    apt_options: tuple[str, ...] = (),
+) -> Path:
     """The rootfs tarball for `arch`, built once and then taken from the cache."""
     folder = cache_dir() / "base"
     folder.mkdir(parents=True, exist_ok=True)
-    output = folder / f"{SUITE}-{arch}-{cache_key(arch, packages)}.tar"
+    key = cache_key(arch, packages, dpkg_options=dpkg_options, apt_options=apt_options)
+    output = folder / f"{SUITE}-{arch}-{key}.tar"
     if output.is_file() and output.stat().st_size > 0:
         return output
     partial = output.with_suffix(".partial.tar")
     partial.unlink(missing_ok=True)
-    runner.run(rootfs_argv(arch, partial, packages), timeout=1800)
+    argv = rootfs_argv(arch, partial, packages, dpkg_options=dpkg_options, apt_options=apt_options)
+    runner.run(argv, timeout=1800)
     partial.replace(output)
     return output
 
@@ -71,8 +92,11 @@ def _arch(platform: str) -> str:
     return platform.split("/")[1]
 
 
-def _local_name(arch: str, packages: tuple[str, ...]) -> str:
-    return f"pipeline-base/{SUITE}:{arch}-{cache_key(arch, packages)}"
+def _local_name(arch: str, key: str) -> str:
+    return f"pipeline-base/{SUITE}:{arch}-{key}"
+
+
+BASE_CHANGES = ('CMD ["python3"]',)
 
 
 def ensure_base_image(
@@ -83,24 +107,36 @@ def ensure_base_image(
     *,
     platforms: tuple[str, ...] = PLATFORMS,
     packages: tuple[str, ...] = PACKAGES,
+    dpkg_options: tuple[str, ...] = DPKG_OPTIONS,
+    apt_options: tuple[str, ...] = (),
+    changes: tuple[str, ...] = BASE_CHANGES,
 ) -> str:
     """Push the base for every platform to `repository:tag` in the client's registry as one OCI
     index and return the index digest. `runner` carries DOCKER_CONFIG for that registry.
+    `changes` are the `docker import --change` instructions for the image config; the other
+    options shape the root filesystem (`rootfs_argv`).
 
     The index is annotated with the recipe's key; when the registry already holds an index with
     that key, nothing is pushed again."""
-    recipe = ",".join(f"{p}={cache_key(_arch(p), packages)}" for p in platforms)
+    options = {"dpkg_options": dpkg_options, "apt_options": apt_options}
+    keys = {p: cache_key(_arch(p), packages, **options) for p in platforms}
+    if changes != BASE_CHANGES:  # the built-in base's key stays as it was
+        changed = hashlib.sha256(json.dumps(list(changes)).encode()).hexdigest()[:8]
+        keys = {p: f"{key}-{changed}" for p, key in keys.items()}
+    recipe = ",".join(f"{p}={keys[p]}" for p in platforms)
     existing = client.resolve(repository, tag)
     if existing is not None and existing.document.get("annotations", {}).get(RECIPE) == recipe:
         return existing.digest
-    missing = [p for p in platforms if not _image_exists(runner, _local_name(_arch(p), packages))]
+    missing = [p for p in platforms if not _image_exists(runner, _local_name(_arch(p), keys[p]))]
     if missing:
-        label = f"base rootfs for {', '.join(missing)} (cached after the first run)"
+        label = f"rootfs for {tag} on {', '.join(missing)} (cached after the first run)"
         with ui.progress(label), ThreadPoolExecutor(max_workers=len(missing)) as pool:
             tarballs = dict(
                 zip(
                     missing,
-                    pool.map(lambda p: build_rootfs(_arch(p), runner, packages), missing),
+                    pool.map(
+                        lambda p: build_rootfs(_arch(p), runner, packages, **options), missing
+                    ),
                     strict=True,
                 )
             )
@@ -111,20 +147,20 @@ def ensure_base_image(
                     "import",
                     "--platform",
                     platform,
-                    "--change",
-                    'CMD ["python3"]',
+                    *[arg for change in changes for arg in ("--change", change)],
                     str(tarball),
-                    _local_name(_arch(platform), packages),
+                    _local_name(_arch(platform), keys[platform]),
                 ],
                 quiet=True,
             )
     target = f"{client.host}/{repository}:{tag}"
     entries: list[dict[str, Any]] = []
-    with ui.progress(f"base image to {target}"):
+    with ui.progress(f"{tag} image to {target}"):
         for platform in platforms:
             arch = _arch(platform)
             per_arch = f"{target}-{arch}"
-            runner.run(["docker", "tag", _local_name(arch, packages), per_arch], quiet=True)
+            local = _local_name(arch, keys[platform])
+            runner.run(["docker", "tag", local, per_arch], quiet=True)
             runner.run(["docker", "push", "--quiet", per_arch], quiet=True)
             entries += _platform_entries(client, repository, f"{tag}-{arch}", platform)
         body = oci.merge_indexes([{"manifests": entries}], {RECIPE: recipe})

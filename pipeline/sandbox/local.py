@@ -5,14 +5,20 @@ the `cosign verify` printed at the end of a release still works afterwards; `dow
 `provision()` makes any loopback registry usable by every tool (docker trusts its CA, one
 isolated DOCKER_CONFIG is logged in, cosign and Trivy get a CA bundle) and, on demand, fills it
 with the locally built base image and the fixture Trivy DB. The test bench calls the same
-`provision()` on its own per-run registries.
+`provision()` on its own per-run registries. On demand `up()` also serves Docker Hub names the
+sandbox can make (`hubmirror`: locally built stand-ins for `debian:bookworm[-slim]`).
+
+Everything lives in `sandbox_dir()` (PIPELINE_SANDBOX_DIR, else ~/.cache/pipeline/sandbox), so a
+test can run a sandbox of its own and stop it; the slow caches (root filesystems) are shared.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
+import os
 import secrets
 import shutil
 import socket
@@ -24,8 +30,9 @@ from pipeline import ui
 from pipeline.adapters.cosign import Cosign
 from pipeline.adapters.docker_cli import DockerCli
 from pipeline.adapters.runner import Runner
+from pipeline.errors import EnvironmentProblem
 from pipeline.refs import split_host
-from pipeline.sandbox import baseimage, trivydb
+from pipeline.sandbox import baseimage, hubmirror, trivydb
 from pipeline.sandbox.cache import cache_dir
 from pipeline.sandbox.registry import RegistryServer, free_port, start_registry, trust_in_docker
 from pipeline.secrets import register
@@ -39,8 +46,11 @@ SYSTEM_CA_BUNDLES = (
 )
 
 
+SANDBOX_DIR_ENV = "PIPELINE_SANDBOX_DIR"
+
+
 def sandbox_dir() -> Path:
-    return cache_dir() / "sandbox"
+    return Path(os.environ.get(SANDBOX_DIR_ENV) or cache_dir() / "sandbox")
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,7 @@ class Provisioned:
     ca_bundle: Path | None  # SSL_CERT_FILE for cosign and Trivy (system CAs + the registry's)
     base_image: str | None = None  # host/repo@sha256:… (multi-arch index)
     db_repository: str | None = None  # host/repo for trivy --db-repository
+    hub_mirror: str | None = None  # http://127.0.0.1:PORT: dockerd's mirror for docker.io names
 
     def tool_env(self) -> dict[str, str]:
         env = {"DOCKER_CONFIG": str(self.docker_config)}
@@ -159,10 +170,21 @@ def running_registry(folder: Path | None = None) -> RegistryServer | None:
     return server if server.alive() else None
 
 
-def up(runner: Runner, *, base: bool = True, trivy_db: bool = True) -> Provisioned:
-    """The built-in registry, started once and reused by every later command until `down()`."""
+def up(
+    runner: Runner,
+    *,
+    base: bool = True,
+    trivy_db: bool = True,
+    hub_tags: tuple[str, ...] = (),
+    hub_platforms: tuple[str, ...] = hubmirror.PLATFORMS,
+) -> Provisioned:
+    """The built-in registry, started once and reused by every later command until `down()`.
+
+    With `hub_tags` (`bookworm-slim`…), the Docker Hub stand-in mirror too: dockerd takes it as
+    its docker.io mirror (SIGHUP) and holds `debian:TAG` for `hub_platforms`."""
     folder = sandbox_dir()
     with _locked(folder):
+        mirror = _hub(folder, runner, hub_tags, hub_platforms) if hub_tags else None
         server = running_registry(folder)
         if server is None:
             port = _previous_port(folder)
@@ -174,7 +196,31 @@ def up(runner: Runner, *, base: bool = True, trivy_db: bool = True) -> Provision
             # A new CA and password: the old docker login is stale.
             shutil.rmtree(folder / "docker", ignore_errors=True)
             ui.ok(f"built-in registry started on https://{server.host} (data: {folder})")
-        return provision(server, folder, runner, base=base, trivy_db=trivy_db)
+        provisioned = provision(server, folder, runner, base=base, trivy_db=trivy_db)
+    return dataclasses.replace(provisioned, hub_mirror=mirror)
+
+
+def _hub(folder: Path, runner: Runner, tags: tuple[str, ...], platforms: tuple[str, ...]) -> str:
+    unmade = sorted(set(platforms) - set(hubmirror.PLATFORMS))
+    if unmade:
+        raise EnvironmentProblem(
+            f"the sandbox makes {', '.join(hubmirror.hub_name(t) for t in tags)} for "
+            f"{', '.join(hubmirror.PLATFORMS)} only, not {', '.join(unmade)}; name the base "
+            "image in a build argument (Image.base_image_arg) for those platforms"
+        )
+    if not hubmirror.local_daemon(dict(os.environ)):
+        raise EnvironmentProblem(
+            "Docker Hub names are served offline through this machine's dockerd (its "
+            "registry-mirrors), but DOCKER_HOST/DOCKER_CONTEXT names another daemon; pass the "
+            "base image as a build argument (Image.base_image_arg)"
+        )
+    server = hubmirror.start(folder / "hub", runner)
+    with ui.progress(f"Docker Hub stand-ins {', '.join(hubmirror.hub_name(t) for t in tags)}"):
+        hubmirror.publish(server, runner, tags)
+        mirror = hubmirror.url(server)
+        hubmirror.use(mirror, runner)
+        hubmirror.prefetch(runner, tags, platforms)
+    return mirror
 
 
 def _previous_port(folder: Path) -> int | None:
@@ -195,13 +241,21 @@ def _previous_port(folder: Path) -> int | None:
 
 
 def down() -> bool:
+    """Stop the built-in registry and the Docker Hub stand-in mirror (taken out of dockerd's
+    daemon.json again); True when something was running."""
     folder = sandbox_dir()
     with _locked(folder):
+        stopped = False
+        hub = hubmirror.running(folder / "hub")
+        if hub is not None:
+            hubmirror.forget(hubmirror.url(hub))
+            hub.stop()
+            stopped = True
         server = running_registry(folder)
-        if server is None:
-            return False
-        server.stop()
-        return True
+        if server is not None:
+            server.stop()
+            stopped = True
+        return stopped
 
 
 def throwaway_key(runner: Runner) -> SigningKey:

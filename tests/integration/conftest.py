@@ -15,6 +15,7 @@ from pipeline.sandbox.local import provision
 from pipeline.sandbox.registry import DOCKER_CERTS_DIR, start_registry, untrust_in_docker
 from pipeline.secrets import register
 from tests.support.bench import Bench, key_pair, publish_planted_db, require_tools
+from tests.support.dockerhost import docker_host  # noqa: F401  (fixture: a second Docker host)
 from tests.support.faultproxy import FaultProxy, Schedule
 from tests.support.sigstore import sigstore  # noqa: F401  (a fixture for the keyless tests)
 

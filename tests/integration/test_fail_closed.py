@@ -9,14 +9,15 @@ import base64
 import json
 from pathlib import Path
 
+from pipeline.predicates import DB_FACTS
 from tests.support.bench import Bench
 from tests.support.release_repo import make_repo, release_tags
 
 
 def _env(bench: Bench, **extra: str) -> dict[str, str]:
-    env = bench.env(PIPELINE_REGISTRY=bench.plain.host, PIPELINE_REGISTRY_CA="", **extra)
-    env.pop("PIPELINE_OFFLINE_FIXTURES", None)
-    return env
+    env = bench.env(PIPELINE_REGISTRY=bench.plain.host, PIPELINE_REGISTRY_CA="")
+    env.pop("PIPELINE_OFFLINE_FIXTURES", None)  # the bench's opt-in taken away; `extra` may add it
+    return {**env, **extra}
 
 
 def _errors(stderr: str) -> list[str]:
@@ -59,9 +60,10 @@ def test_with_the_opt_in_it_passes_and_says_fixture(bench: Bench, tmp_path: Path
     assert attested.returncode == 0, attested.stderr
     for line in attested.stdout.splitlines():
         predicate = json.loads(base64.b64decode(json.loads(line)["payload"]))["predicate"]
-        assert predicate["scanner"]["db"]["fixture"] is True
+        # cosign's own DB fields, then the facts it keeps only inside the Trivy report
         assert predicate["scanner"]["db"]["version"] == "2026-01-01T00:00:00Z"
         assert predicate["scanner"]["db"]["uri"].startswith(f"oci://{bench.registry.host}/")
+        assert predicate["scanner"]["result"][DB_FACTS]["fixture"] is True
 
     refused = bench.pipeline("verify", ref, cwd=repo.path, env=_env(bench))
     assert refused.returncode == 10, refused.stderr[-3000:]

@@ -12,7 +12,7 @@ import git
 import pytest
 
 from pipeline.adapters.git import read_git_facts
-from pipeline.errors import SpecError
+from pipeline.errors import GitError
 from tests.support.ci_env import github_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,7 +115,7 @@ def test_shallow_clone_is_reported(tmp_path: Path) -> None:
 
 
 def test_not_a_repository(tmp_path: Path) -> None:
-    with pytest.raises(SpecError) as info:
+    with pytest.raises(GitError) as info:
         read_git_facts(tmp_path)
     assert str(info.value) == (
         f"{tmp_path.resolve()}: not inside a git repository; a release is built from a commit "
@@ -125,7 +125,7 @@ def test_not_a_repository(tmp_path: Path) -> None:
 
 def test_repository_without_commit(tmp_path: Path) -> None:
     _keep(git.Repo.init(tmp_path))
-    with pytest.raises(SpecError) as info:
+    with pytest.raises(GitError) as info:
         read_git_facts(tmp_path)
     assert str(info.value) == f"{tmp_path}: the git repository has no commit yet; commit first"
 
@@ -198,7 +198,7 @@ def test_pipeline_tags_outside_git_fails_with_one_line(tmp_path: Path) -> None:
         "spec = Spec(name='web', images=(Image(name='web', repository='acme/web'),))\n"
     )
     result = _pipeline_tags(folder, env=_clean_env())
-    assert result.returncode == 2
+    assert result.returncode == 13  # GitError
     assert result.stdout == ""
     assert result.stderr == (
         f"error: {folder.resolve()}: not inside a git repository; a release is built from a "

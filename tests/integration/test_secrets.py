@@ -100,7 +100,9 @@ def test_canaries_appear_nowhere_in_passing_and_failing_releases(
     repo = make_repo(tmp_path / "repo", "secrets/app")
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
-    summary = repo.path / "dist-summary.md"
+    runner_files = tmp_path / "runner"  # where a runner keeps its step summary: not the checkout
+    runner_files.mkdir()
+    summary = runner_files / "step-summary.md"
     tokens = {
         "GITHUB_TOKEN": canaries.github_token,
         "CI_JOB_TOKEN": canaries.gitlab_token,
@@ -158,6 +160,7 @@ def test_canaries_appear_nowhere_in_passing_and_failing_releases(
     assert _scan_tree(control, forms), "the search finds a planted leak"
     leaks += _scan_tree(repo.path, forms)
     leaks += _scan_tree(tmpdir, forms)
+    leaks += _scan_tree(runner_files, forms)
     written = sorted(p.relative_to(repo.path) for p in (repo.path / "dist").rglob("*"))
     assert summary.is_file() and written, "the runs wrote reports: the search had material"
     assert any(p.suffix in (".yml", ".yaml") for p in repo.path.rglob("*.y*ml")), "YAML searched"

@@ -37,7 +37,7 @@ DATA = Path(__file__).resolve().parent / "data"
 # the release tests' repositories carry for two of them.
 PLANTED_DB_SOURCE = (DATA / "trivy-db-planted.yaml").read_text()
 PLANTED = planted(PLANTED_DB_SOURCE)
-PLANTED_DB_REPOSITORY = "bench/trivy-db-planted"
+PLANTED_DB_REPOSITORY = "bench/planted/trivy-db"  # Trivy pulls it as …/trivy-db/…
 PLANTED_IGNORE_FILE = DATA / "trivyignore-planted.yaml"
 REQUIRED_TOOLS = ("docker", "cosign", "trivy", "docker-registry", "mmdebstrap", "go", "git")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.oci import Layout, digest_of, merge_indexes, platform_digests
+from pipeline.oci import OCI_INDEX, Layout, digest_of, merge_indexes, platform_digests
 
 AMD = {
     "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -85,3 +85,26 @@ def test_layout_walk_children_first(tmp_path: Path) -> None:
     walked = [d.digest for d, _ in layout.walk()]
     assert walked == [mdigest, idigest]
     assert [b.digest for b in layout.blobs_of(manifest)] == [config, layer]
+
+
+def test_a_single_platform_layout_gets_a_one_entry_index(tmp_path: Path) -> None:
+    manifest = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}'
+    digest = digest_of(manifest)
+    layout = Layout(tmp_path)
+    layout.blob_path(digest).parent.mkdir(parents=True)
+    layout.blob_path(digest).write_bytes(manifest)
+    entry = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": digest,
+        "size": len(manifest),
+        "annotations": {"org.opencontainers.image.ref.name": "latest"},
+        "platform": {"architecture": "amd64", "os": "linux"},
+    }
+    (tmp_path / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
+    index_digest = layout.ensure_index(digest, {"org.opencontainers.image.version": "1.0.0"})
+    index = json.loads(layout.blob(index_digest))
+    assert platform_digests(index) == {"linux/amd64": digest}
+    assert index["annotations"] == {"org.opencontainers.image.version": "1.0.0"}
+    assert layout.top().digest == index_digest and layout.top().media_type == OCI_INDEX
+    assert [d.digest for d, _ in layout.walk()] == [digest, index_digest]
+    assert layout.ensure_index(index_digest, {}) == index_digest, "an index is left as it is"
