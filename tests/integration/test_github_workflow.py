@@ -82,14 +82,14 @@ class Runner:
                 return self.variables()[name]
             if scope == "inputs":
                 return event.inputs[name]
-            if match.group(1) == "github.ref":
-                return event.ref
-            if match.group(1) == "github.actor":
-                return "tests"
-            if match.group(1) == "github.token":
-                return "ghs_tests-token"
-            if match.group(1) == "github.repository":
-                return "acme/sample-app"
+            github_values = {
+                "github.ref": event.ref,
+                "github.actor": "tests",
+                "github.token": "ghs_tests-token",
+                "github.repository": "acme/sample-app",
+            }
+            if match.group(1) in github_values:
+                return github_values[match.group(1)]
             raise AssertionError(f"unexpected expression {match.group(0)}")
 
         return EXPRESSION.sub(value, text)
