@@ -278,12 +278,26 @@ class CIOptions:
     cosign_key_secret: str = "COSIGN_KEY"
     cosign_password_secret: str = "COSIGN_PASSWORD"
     cosign_public_key_variable: str = "COSIGN_PUBLIC_KEY"
-    # GitLab job image (Debian 12 + Python: `pipeline toolchain --for release` adds docker CLI,
-    # buildx and cosign) and the docker-in-docker service (empty PIPELINE_DIND_IMAGE: none).
-    gitlab_image: str = "python:3.12-bookworm"
-    gitlab_dind_image: str = "docker:27-dind"
-    # The cosign release the GitHub cosign-installer step installs.
-    cosign_release: str = "v2.5.0"
+    # The job image, by digest (`repo@sha256:…`): the runner image this tool releases with its
+    # own pipeline (images/runner: Python 3.11, nox and the tool from pipeline.lock, docker CLI
+    # and buildx, cosign, Trivy, QEMU). GitLab jobs run in it ($PIPELINE_JOB_IMAGE, set as a
+    # CI/CD variable when None here); GitHub jobs too when `github_job_container` is set.
+    job_image: str | None = None
+    github_job_container: bool = False
+    # The docker-in-docker service of GitLab build jobs, by digest ($PIPELINE_DIND_IMAGE when
+    # None; empty: no service, for runners with a dockerd of their own). It must run dockerd
+    # with the containerd image store (multi-platform OCI export with buildx's docker driver)
+    # and register QEMU's binfmt handlers: images/dind is such an image.
+    gitlab_dind_image: str | None = None
+    # GitLab environment whose scoped variables hold the signing key (a file-type COSIGN_KEY)
+    # and its password: only the sign job names it, so no other job sees them.
+    signing_environment: str = "signing"
+    # GitHub's attest-build-provenance on each index digest (SLSA provenance in the attestations
+    # API and the registry), in a job of its own with `id-token` and `attestations: write`.
+    attest_provenance: bool = False
+    # The cosign release the GitHub cosign-installer step installs (v2.6.0 or later: the
+    # installer's own floor).
+    cosign_release: str = "v2.6.4"
 
 
 @dataclass(frozen=True, kw_only=True)

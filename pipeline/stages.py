@@ -26,6 +26,7 @@ StageName = Literal[
     "promote",
     "rescan",
     "rebuild-check",
+    "notes",
 ]
 Step = Literal["preflight", "build", "merge", "scan", "sign", "publish"]
 
@@ -101,6 +102,10 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="rescan",
         summary="scan released versions again with today's DB; attest, and fail on new findings",
+    ),
+    Stage(
+        name="notes",
+        summary="release notes from dist/release.json: digests per platform, cosign verify, scan",
     ),
 )
 

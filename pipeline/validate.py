@@ -652,6 +652,27 @@ def _check_ci(spec: Spec) -> None:
         "cosign_public_key_variable",
     ):
         _env_name(getattr(ci, name), f"ci.{name}")
+    for name in ("job_image", "gitlab_dind_image"):
+        value = getattr(ci, name)
+        if value is not None and not _by_digest(value):
+            raise fail(f"ci.{name}", value, "an image by digest (repository@sha256:<64 hex>)")
+    if ci.github_job_container and ci.job_image is None:
+        raise fail("ci.job_image", None, "the job image by digest (github_job_container is set)")
+    _non_empty(ci.signing_environment, "ci.signing_environment", "an environment name (non-empty)")
+    release = COSIGN_RELEASE.fullmatch(ci.cosign_release)
+    if release is None or (int(release[1]), int(release[2])) < (2, 6):
+        raise fail("ci.cosign_release", ci.cosign_release, "a cosign release v2.6.0 or later")
+
+
+COSIGN_RELEASE = re.compile(r"v(\d+)\.(\d+)\.\d+")
+
+
+def _by_digest(value: str) -> bool:
+    try:
+        refs.DigestRef.parse(value)
+    except SpecError:
+        return False
+    return True
 
 
 # --- command-line values checked against the same rules ----------------------------------------

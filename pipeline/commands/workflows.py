@@ -1,7 +1,10 @@
 """`pipeline workflows [--check] [--install]`: write the CI files generated from the spec.
 
 `--check` changes nothing and fails (StaleFiles, with a unified diff) when the committed files
-differ from what the spec generates now; the project's own test suite runs it.
+differ from what the spec generates now; the project's own test suite runs it. Both also
+write or check `pipeline.lock`, the hash-locked tool the generated jobs install
+(`pipeline.commands.locking`: `--check` needs no network; `--find-links DIR` locks a wheel built
+here, `--relock` resolves again).
 
 Each file lives in `workflows/` and, once installed, where the service reads it
 (`.github/workflows/release.yml`, `.gitlab-ci.yml`). Both commands act on the copies that exist:
@@ -16,6 +19,7 @@ import difflib
 from pathlib import Path, PurePosixPath
 
 from pipeline import paths, ui
+from pipeline.commands.locking import check_lock, write_lock
 from pipeline.emit import INSTALL_TARGETS, generate
 from pipeline.errors import StaleFiles
 from pipeline.specload import load
@@ -32,6 +36,19 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     )
     parser.add_argument(
         "--root", type=Path, help="repository root (default: the git top level of the spec)"
+    )
+    parser.add_argument(
+        "--find-links",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of wheels built here (the tool itself when it is not published)",
+    )
+    parser.add_argument(
+        "--relock",
+        action="store_true",
+        help=f"resolve {paths.LOCK_FILE} again even when its inputs did not change",
     )
 
 
@@ -58,7 +75,10 @@ def run(args: argparse.Namespace) -> int:
             raise StaleFiles(
                 "generated CI files are stale (diff above); run `nox -s workflows` and commit"
             )
-        ui.ok(f"{len(files)} generated file(s) are current")
+        stale_lock = check_lock(root)
+        if stale_lock is not None:
+            raise StaleFiles(f"{stale_lock}; run `nox -s workflows` and commit {paths.LOCK_FILE}")
+        ui.ok(f"{len(files)} generated file(s) and {paths.LOCK_FILE} are current")
         return 0
     for generated, text in files.items():
         for target in _locations(root, generated, install=args.install):
@@ -66,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             ui.ok(f"wrote {target}")
+    write_lock(root, find_links=[d.resolve() for d in args.find_links], relock=args.relock)
     return 0
 
 

@@ -33,6 +33,7 @@ class Step:
     env: Mapping[str, str] = field(default_factory=dict)
     if_: str | None = None
     id: str | None = None
+    # Only the steps that use a secret name it (`env`/`with`); nothing else can read it.
 
     def to_data(self) -> Data:
         data: Data = {"name": self.name}
@@ -57,6 +58,8 @@ class Job:
     environment: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     timeout_minutes: int = 60
+    container: Mapping[str, Any] = field(default_factory=dict)
+    concurrency: Mapping[str, Any] = field(default_factory=dict)
 
     def to_data(self) -> Data:
         data: Data = {"name": self.name}
@@ -65,6 +68,8 @@ class Job:
         data["runs-on"] = self.runs_on
         data["permissions"] = dict(self.permissions)
         _put(data, "environment", self.environment)
+        _put(data, "concurrency", self.concurrency)
+        _put(data, "container", self.container)
         data["timeout-minutes"] = self.timeout_minutes
         _put(data, "env", self.env)
         data["steps"] = [step.to_data() for step in self.steps]
@@ -107,6 +112,10 @@ class GitlabJob:
     environment: Mapping[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
     resource_group: str | None = None
+    services: tuple[Mapping[str, Any], ...] = ()
+    interruptible: bool | None = None  # None: the default's (false)
+    timeout: str | None = None
+    release: Mapping[str, Any] = field(default_factory=dict)
 
     def to_data(self) -> Data:
         data: Data = {"stage": self.stage}
@@ -114,11 +123,16 @@ class GitlabJob:
             data["needs"] = list(self.needs)
         _put(data, "rules", [dict(rule) for rule in self.rules])
         _put(data, "tags", list(self.tags))
+        _put(data, "services", [dict(service) for service in self.services])
         _put(data, "variables", self.variables)
         _put(data, "id_tokens", self.id_tokens)
         _put(data, "environment", self.environment)
         _put(data, "resource_group", self.resource_group)
+        if self.interruptible is not None:
+            data["interruptible"] = self.interruptible
+        _put(data, "timeout", self.timeout)
         data["script"] = list(self.script)
+        _put(data, "release", self.release)
         _put(data, "artifacts", self.artifacts)
         return data
 

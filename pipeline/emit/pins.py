@@ -40,6 +40,9 @@ UPLOAD_ARTIFACT = Pin(
 DOWNLOAD_ARTIFACT = Pin(
     "actions/download-artifact", "3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c", "v8.0.1"
 )
+ATTEST_BUILD_PROVENANCE = Pin(
+    "actions/attest-build-provenance", "a2bbfa25375fe432b6a289bc6b6cd05ecd0c4c32", "v4.1.0"
+)
 
 ALL = (
     CHECKOUT,
@@ -51,4 +54,5 @@ ALL = (
     UPLOAD_SARIF,
     UPLOAD_ARTIFACT,
     DOWNLOAD_ARTIFACT,
+    ATTEST_BUILD_PROVENANCE,
 )

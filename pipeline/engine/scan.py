@@ -143,6 +143,7 @@ def run_scan(ws: Workspace, state: State) -> None:
     def scan_one(job: Job) -> tuple[Job, dict[str, Any]]:
         return job, scan_platform(ws, trivy, job, database)
 
+    started = dt.datetime.now(dt.UTC)
     label = f"trivy: {len(jobs)} platform image(s), {min(len(jobs), 4)} at a time"
     with ui.progress(label), ThreadPoolExecutor(max_workers=min(len(jobs), 4)) as pool:
         results = list(pool.map(scan_one, jobs))
@@ -150,10 +151,12 @@ def run_scan(ws: Workspace, state: State) -> None:
         drop_pushed_layouts(state)
 
     per_image: dict[str, list[tuple[Job, gate.Verdict, list[gate.Suppressed]]]] = {}
-    all_findings: list[gate.Finding] = []
+    all_findings: list[GitlabFinding] = []
     for job, report in results:
         found = gate.findings(report, job.platform)
-        all_findings.extend(found)
+        image = state.images[job.image]
+        reference = f"{image.repository}@{image.platforms[job.platform]}"
+        all_findings.extend(GitlabFinding(f, reference, os_of(report)) for f in found)
         verdict = gate.evaluate(found, ws.spec.scan)
         hidden = gate.suppressed(report, job.platform)
         per_image.setdefault(job.image, []).append((job, verdict, hidden))
@@ -164,7 +167,9 @@ def run_scan(ws: Workspace, state: State) -> None:
         image.scan.database = database
         failed.extend((name, f) for _, v, _ in verdicts for f in v.blocking)
         ui.info(f"  {name}: {image.scan.describe()}")
-    write_gitlab_report(ws.path(paths.GITLAB_SCANNING_REPORT), all_findings)
+    write_gitlab_report(
+        ws.path(paths.GITLAB_SCANNING_REPORT), all_findings, started, dt.datetime.now(dt.UTC)
+    )
     if failed:
         expired = expired_ignores(ignore_file(ws))
         ui.table(findings_table(failed, expired))
@@ -292,8 +297,28 @@ def findings_table(found: list[tuple[str, gate.Finding]], expired: dict[str, str
     return table
 
 
-def write_gitlab_report(path: Path, found: list[gate.Finding]) -> None:
-    """GitLab's container-scanning report (schema 15): one entry per finding and platform."""
+@dataclass(frozen=True)
+class GitlabFinding:
+    finding: gate.Finding
+    image: str  # the image reference GitLab shows: repository@<platform manifest digest>
+    operating_system: str  # `debian 12.5`, from the report's Metadata.OS
+
+
+def os_of(report: dict[str, Any]) -> str:
+    found = (report.get("Metadata") or {}).get("OS") or {}
+    return " ".join(str(found[k]) for k in ("Family", "Name") if found.get(k)) or "unknown"
+
+
+def gitlab_time(moment: dt.datetime) -> str:
+    """GitLab's report time format: `2026-12-02T06:57:46`, UTC, no zone suffix."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def write_gitlab_report(
+    path: Path, entries: list[GitlabFinding], started: dt.datetime, ended: dt.datetime
+) -> None:
+    """GitLab's container-scanning report (schema 15): one entry per finding and platform;
+    `location.image` is the scanned image's reference, the times are when the scan ran."""
     vulnerabilities = [
         {
             "id": gate_id(f),
@@ -303,12 +328,13 @@ def write_gitlab_report(path: Path, found: list[gate.Finding]) -> None:
             "solution": f"Upgrade {f.package} to {f.fixed}" if f.fixed else "No fix available yet",
             "location": {
                 "dependency": {"package": {"name": f.package}, "version": f.installed},
-                "operating_system": "debian",
-                "image": f.platform,
+                "operating_system": entry.operating_system,
+                "image": entry.image,
             },
             "identifiers": [{"type": "cve", "name": f.id, "value": f.id}],
         }
-        for f in found
+        for entry in entries
+        for f in (entry.finding,)
     ]
     document = {
         "version": "15.0.7",
@@ -327,8 +353,8 @@ def write_gitlab_report(path: Path, found: list[gate.Finding]) -> None:
                 "version": "0.76.0",
                 "vendor": {"name": "Aqua Security"},
             },
-            "start_time": "1970-01-01T00:00:00",
-            "end_time": "1970-01-01T00:00:00",
+            "start_time": gitlab_time(started),
+            "end_time": gitlab_time(ended),
         },
         "vulnerabilities": vulnerabilities,
     }

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,27 +14,22 @@ from pipeline.adapters.runner import Runner
 from pipeline.emit import GITHUB_FILE, GITLAB_FILE, github, gitlab
 from pipeline.emit.yamldump import dump
 from pipeline.specload import load_spec
-from tests.support.spec_variants import KEYLESS_GHCR, NATIVE
+from tests.support.spec_variants import variants
 
 ROOT = Path(__file__).resolve().parents[2]
 PATH = Runner().env["PATH"]  # the runner's rule: this interpreter's bin/ first (zizmor)
-
-VARIANTS: dict[str, dict[str, Any] | None] = {
-    "committed": None,
-    "keyless-ghcr": KEYLESS_GHCR,
-    "native-runners": NATIVE,
-}
+SAMPLE = load_spec(ROOT / "sample-app" / "release.py").spec
+VARIANTS: list[str] = ["committed", *sorted(variants(SAMPLE))]
 
 
-@pytest.fixture(scope="module", params=sorted(VARIANTS))
+@pytest.fixture(scope="module", params=VARIANTS)
 def files(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, Path]:
     name = request.param
-    changes = VARIANTS[name]
-    if changes is None:
+    if name == "committed":
         return ROOT / GITHUB_FILE, ROOT / GITLAB_FILE
-    spec = replace(load_spec(ROOT / "sample-app" / "release.py").spec, **changes)
+    spec = variants(SAMPLE)[name]
     folder = tmp_path_factory.mktemp(name)
     header = f"generated variant {name}"
     gh, gl = folder / "release.yml", folder / "gitlab-ci.yml"

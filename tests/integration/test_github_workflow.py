@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import yaml
 
 from pipeline.emit import GITHUB_FILE, github, pins
 from tests.support.bench import Bench
+from tests.support.ci_containers import build_tool_wheel
 from tests.support.ci_env import github_env
 from tests.support.release_repo import ReleaseRepo, clone_project, release_tags
 
@@ -52,7 +54,9 @@ class Runner:
     repo: ReleaseRepo
     ci_python: Path
     workdir: Path
+    wheels: Path
     artifacts: dict[str, Path] = field(default_factory=dict)
+    categories: list[str] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
 
     def secrets(self) -> dict[str, str]:
@@ -78,10 +82,14 @@ class Runner:
                 return self.variables()[name]
             if scope == "inputs":
                 return event.inputs[name]
-            if match.group(1) == "github.ref":
-                return event.ref
-            if match.group(1) == "github.actor":
-                return "tests"
+            github_values = {
+                "github.ref": event.ref,
+                "github.actor": "tests",
+                "github.token": "ghs_tests-token",
+                "github.repository": "acme/sample-app",
+            }
+            if match.group(1) in github_values:
+                return github_values[match.group(1)]
             raise AssertionError(f"unexpected expression {match.group(0)}")
 
         return EXPRESSION.sub(value, text)
@@ -107,6 +115,9 @@ class Runner:
         }
         env.update(self.bench.tool_env())
         env["PATH"] = f"{self.ci_python}{os.pathsep}{os.environ['PATH']}"
+        env["PIP_FIND_LINKS"] = " ".join(
+            filter(None, [str(self.wheels), env.get("PIP_FIND_LINKS")])
+        )
         env["PIPELINE_REGISTRY_CA"] = str(self.bench.registry.ca_file)
         env["PIPELINE_BASE_IMAGE"] = self.bench.base_image
         env["PIPELINE_TRIVY_DB_REPOSITORY"] = self.bench.sandbox_db  # no ignore file: no advisory
@@ -140,10 +151,8 @@ class Runner:
         for scope in (workflow.get("env", {}), job.get("env", {})):
             env.update({k: self.expand(str(v), event) for k, v in scope.items()})
         for step in job["steps"]:
-            if step.get("if") == "always()" or step.get("if") is None:
-                pass
-            else:
-                raise AssertionError(f"unexpected step condition {step['if']}")
+            if not self.step_runs(step.get("if")):
+                continue
             if "uses" in step:
                 self.emulate(step, event)
                 continue
@@ -152,6 +161,12 @@ class Runner:
                 **{k: self.expand(str(v), event) for k, v in step.get("env", {}).items()},
             }
             assert "${{" not in step["run"]
+            if step["run"].startswith("gh release create "):
+                # github.com's own CLI and API: the notes it would publish must be there.
+                notes = (self.repo.path / "dist" / "release-notes.md").read_text()
+                assert "cosign verify " in notes and "sha256:" in notes, notes
+                self.log.append(f"[{job_id}] (GitHub Release) {step['run']}")
+                continue
             result = subprocess.run(
                 ["bash", "-e", "-c", step["run"]],
                 cwd=self.repo.path,
@@ -168,6 +183,22 @@ class Runner:
                 f"{job_id}: `{step['run']}` failed:\n"
                 f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
             )
+
+    def step_runs(self, condition: str | None) -> bool:
+        """The step conditions the workflow uses: always(), and a SARIF upload only when its
+        file exists (`hashFiles(...) != ''`) and the pull request is not a fork's."""
+        if condition is None or condition == "always()":
+            return True
+        parts = condition.split(" && ")
+        assert parts[0] == "always()", condition
+        for part in parts[1:]:
+            match = re.fullmatch(r"hashFiles\('([^']+)'\) != ''", part)
+            if match:
+                if not (self.repo.path / match.group(1)).is_file():
+                    return False
+            else:
+                assert part == github.SAME_REPOSITORY, condition
+        return True
 
     def emulate(self, step: dict[str, Any], event: Event) -> None:
         pin = step["uses"]
@@ -196,17 +227,31 @@ class Runner:
                 and with_["password"]
             )
         elif pin == pins.UPLOAD_SARIF:
-            assert list((self.repo.path / with_["sarif_file"]).rglob("*.sarif")), (
-                "no SARIF to upload"
-            )
+            sarif = json.loads((self.repo.path / with_["sarif_file"]).read_text())
+            assert len(sarif["runs"]) == 1, "github.com takes one run per category"
+            self.categories.append(with_["category"])
 
 
 @pytest.fixture(scope="module")
-def setup(
-    bench: Bench, ci_python: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Runner, dict[str, Any]]:
+def setup(bench: Bench, tmp_path_factory: pytest.TempPathFactory) -> tuple[Runner, dict[str, Any]]:
     work = tmp_path_factory.mktemp("github")
     repo = clone_project(work / "project", "tests/github")
+    # The tool is not published: its wheel is built here, locked (offline), and served to the
+    # jobs' hash-locked install (PIP_FIND_LINKS); the runner's Python starts empty.
+    wheels = build_tool_wheel(repo, work / "wheels").parent
+    locked = subprocess.run(
+        [sys.executable, "-m", "pipeline", "workflows", "--find-links", str(wheels)],
+        cwd=repo.path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert locked.returncode == 0, locked.stderr[-2000:]
+    if repo.git("status", "--porcelain"):
+        repo.commit("lock the tool's wheel built here")
+    subprocess.run([sys.executable, "-m", "venv", str(work / "ci-python")], check=True)
+    ci_python = work / "ci-python" / "bin"
+
     workflow = yaml.safe_load((repo.path / GITHUB_FILE).read_text())
     # The YAML holds plain strings: map `uses:` back to the pins they must be.
     by_uses = {pin.uses: pin for pin in pins.ALL}
@@ -214,7 +259,7 @@ def setup(
         for step in job["steps"]:
             if "uses" in step:
                 step["uses"] = by_uses[step["uses"]]
-    return Runner(bench, repo, ci_python, work), workflow
+    return Runner(bench, repo, ci_python, work, wheels), workflow
 
 
 def test_pull_request_builds_and_scans_and_pushes_nothing(
@@ -228,6 +273,10 @@ def test_pull_request_builds_and_scans_and_pushes_nothing(
     )
     assert runner.run(workflow, event) == ["pull-request"]
     assert bench.client().tags(runner.repo.repository) == []
+    assert runner.categories == [
+        "trivy-sample-app-linux-amd64",
+        "trivy-sample-app-linux-arm64",
+    ], "one SARIF upload (one run) per image and platform"
 
 
 def test_branch_push_then_tag_push_then_rollback(
@@ -254,7 +303,14 @@ def test_branch_push_then_tag_push_then_rollback(
         "refs/tags/v4.0.0",
         {"ref": "refs/tags/v4.0.0", "repository": {"default_branch": "main"}},
     )
-    assert runner.run(workflow, tag) == ["build", "scan", "sign", "publish", "production"]
+    assert runner.run(workflow, tag) == [
+        "build",
+        "scan",
+        "sign",
+        "publish",
+        "github-release",
+        "production",
+    ]
     second = release_tags(bench.client(), repo.repository)
     release = second["4.0.0"]
     assert release != main_digest
@@ -268,15 +324,15 @@ def test_branch_push_then_tag_push_then_rollback(
     }
     assert "## Release 4.0.0" in (runner.workdir / "summary.md").read_text()
 
-    inputs = {"tag": "latest", "digest": main_digest}
+    inputs = {"tag": "production", "version": "4.0.0"}
     payload = {"inputs": inputs, "ref": "refs/heads/main", "repository": {"default_branch": "main"}}
     rollback = Event("workflow_dispatch", "refs/heads/main", payload, inputs=inputs)
     assert runner.run(workflow, rollback) == ["rollback"]
     third = release_tags(bench.client(), repo.repository)
-    assert third["latest"] == main_digest, "latest rolled back to the earlier verified digest"
+    assert third["production"] == release, "production points at the verified 4.0.0"
     assert third["4.0.0"] == release, "the immutable version tag did not move"
 
-    bad = {"tag": "4.0.0", "digest": main_digest}
+    bad = {"tag": "4.0.0", "version": "4.0.0"}
     refused = Event("workflow_dispatch", "refs/heads/main", {**payload, "inputs": bad}, inputs=bad)
     with pytest.raises(AssertionError, match="immutable tag"):
         runner.run(workflow, refused)

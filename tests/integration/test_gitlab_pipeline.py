@@ -2,7 +2,8 @@
 it must publish the same release as a local run of the same commit, verifiable with the same key.
 
 The docker-in-docker service is switched off the way a runner with its own dockerd would do it
-(PIPELINE_DIND_IMAGE empty, DOCKER_HOST at the host's socket); nothing else is changed.
+(PIPELINE_DIND_IMAGE empty, DOCKER_HOST at the host's socket), and the job image's Python is a
+venv holding exactly pipeline.lock (the shell executor runs no image); nothing else is changed.
 """
 
 from __future__ import annotations
@@ -10,18 +11,51 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from tests.support.bench import ROOT, Bench
+from tests.support.ci_containers import build_tool_wheel
 from tests.support.release_repo import clone_project, release_tags
 
 GITLAB_CI_LOCAL = ROOT / "node_modules" / "gitlab-ci-local" / "dist" / "index.js"
 
 
-def test_gitlab_pipeline_releases_like_a_local_run(
-    bench: Bench, ci_python: Path, tmp_path: Path
-) -> None:
+def test_gitlab_pipeline_releases_like_a_local_run(bench: Bench, tmp_path: Path) -> None:
     repo = clone_project(tmp_path / "project", "tests/gitlab")
+    # What the job image holds, here in a venv: the tool and nox from pipeline.lock, the tool's
+    # wheel built from this commit and locked (before_script checks exactly that).
+    wheels = build_tool_wheel(repo, tmp_path / "wheels").parent
+    for argv in (
+        [sys.executable, "-m", "pipeline", "workflows", "--find-links", str(wheels)],
+        [sys.executable, "-m", "venv", str(tmp_path / "job-python")],
+    ):
+        done = subprocess.run(argv, cwd=repo.path, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+    if repo.git("status", "--porcelain"):
+        repo.commit("lock the tool's wheel built here")
+    ci_python = tmp_path / "job-python" / "bin"
+    installed = subprocess.run(
+        [
+            str(ci_python / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--require-hashes",
+            "--no-deps",
+            "--find-links",
+            str(wheels),
+            "-r",
+            "pipeline.lock",
+        ],
+        cwd=repo.path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    assert installed.returncode == 0, installed.stderr[-3000:]
     repo.tag("v3.1.0")
     variables = {
         # What GitLab sets for a tag pipeline (gitlab-ci-local models a branch pipeline).
@@ -74,7 +108,7 @@ def test_gitlab_pipeline_releases_like_a_local_run(
     )
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-6000:]
-    for job in ("build", "scan", "sign", "publish", "production"):
+    for job in ("build", "scan", "sign", "publish", "release", "production"):
         assert f"PASS  {job}" in log, log[-3000:]
 
     client = bench.client()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ import pytest
 from pipeline.adapters.runner import Runner
 from pipeline.sandbox.local import provision
 from pipeline.sandbox.registry import start_registry, untrust_in_docker
-from tests.support.bench import Bench, key_pair, publish_planted_db
+from tests.support.bench import ROOT, Bench, key_pair, publish_planted_db
 from tests.support.release_repo import make_repo
 
 
@@ -122,6 +123,8 @@ def test_canaries_appear_nowhere_in_passing_and_failing_releases(
     run("release", "release", expect=0)
     run("verify", "verify", f"{bench.registry.host}/{repo.repository}:1.0.0", expect=0)
     run("plan", "plan", expect=0)
+    # A current lock beside the CI files: `workflows` keeps it (no resolution, no network).
+    shutil.copy(ROOT / "pipeline.lock", repo.path / "pipeline.lock")
     run("workflows", "workflows", "--root", str(repo.path), expect=0)
     # 2. the registry refuses a wrong password (the wrong one is a secret too)
     (repo.path / "app" / "VERSION.txt").write_text("1.0.1\n")

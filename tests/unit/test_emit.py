@@ -4,6 +4,7 @@ fan-out modes, keyless signing, determinism, and that committed files are curren
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -45,14 +46,24 @@ def test_triggers(loaded: LoadedSpec) -> None:
     on = _gh(loaded.spec)["on"]
     assert on["push"] == {"branches": ["main"], "tags": ["v[0-9]+.[0-9]+.[0-9]+*"]}
     assert on["pull_request"] == {"branches": ["main"]}
-    assert set(on["workflow_dispatch"]["inputs"]) == {"tag", "digest"}
+    assert set(on["workflow_dispatch"]["inputs"]) == {"version", "tag"}
+    assert on["workflow_dispatch"]["inputs"]["tag"]["default"] == "production"
 
 
 def test_top_level_permissions_and_concurrency(loaded: LoadedSpec) -> None:
     workflow = _gh(loaded.spec)
     assert workflow["permissions"] == {"contents": "read"}
-    assert workflow["concurrency"]["group"] == "release-${{ github.ref }}"
-    assert workflow["concurrency"]["cancel-in-progress"] is False
+    # Per commit, so a push to main and a tag of the same commit never build at once; pull
+    # requests per ref, cancelled by a newer push.
+    group = workflow["concurrency"]["group"]
+    assert "github.sha" in group and "github.ref" in group and "pull_request" in group
+    assert "github.event_name == 'pull_request'" in workflow["concurrency"]["cancel-in-progress"]
+    jobs = workflow["jobs"]
+    assert jobs["publish"]["concurrency"] == {
+        "group": "${{ github.workflow }}-publish",
+        "cancel-in-progress": False,
+    }
+    assert jobs["production"]["concurrency"] == jobs["rollback"]["concurrency"]
 
 
 def test_every_action_is_pinned_by_sha(loaded: LoadedSpec) -> None:
@@ -78,7 +89,12 @@ def test_no_expression_reaches_a_shell(loaded: LoadedSpec) -> None:
 
 def test_run_steps_only_call_nox_sessions(loaded: LoadedSpec) -> None:
     runs = {step["run"] for step in _steps(_gh(loaded.spec)) if "run" in step}
-    assert all(r.startswith(("nox -s ", "python -m pip install nox")) for r in runs), runs
+    others = {r for r in runs if not r.startswith("nox -s ")}
+    assert others == {
+        "python -m pip install --require-hashes --no-deps -r pipeline.lock",
+        'gh release create "$GITHUB_REF_NAME" --verify-tag --title "$GITHUB_REF_NAME" '
+        "--notes-file dist/release-notes.md",
+    }
 
 
 def test_pull_requests_never_push_sign_or_read_secrets(loaded: LoadedSpec) -> None:
@@ -86,6 +102,7 @@ def test_pull_requests_never_push_sign_or_read_secrets(loaded: LoadedSpec) -> No
     pr = jobs["pull-request"]
     runs = [step["run"] for step in pr["steps"] if "run" in step]
     assert runs[1:] == ["nox -s preflight", "nox -s build", "nox -s scan"]
+    assert runs[0].endswith("-r pipeline.lock")
     assert not any(s in r for r in runs for s in ("sign", "publish", "promote"))
     assert "secrets." not in str(pr)
     assert not any(
@@ -108,7 +125,8 @@ def test_permissions_are_minimal_per_job(loaded: LoadedSpec) -> None:
         job_id: {k: _plain(v) for k, v in job["permissions"].items()}
         for job_id, job in jobs.items()
     }
-    assert all(g["contents"] == "read" for g in grants.values())
+    assert {j for j, g in grants.items() if g["contents"] != "read"} == {"github-release"}
+    assert grants["github-release"] == {"contents": "write"}
     assert {j for j, g in grants.items() if "security-events" in g} == {"pull-request", "scan"}
     assert not any("id-token" in g or "packages" in g for g in grants.values())
 
@@ -129,13 +147,16 @@ def test_keyless_and_ghcr_grant_only_where_needed(loaded: LoadedSpec) -> None:
 def test_key_mode_has_no_oidc_anywhere(loaded: LoadedSpec) -> None:
     assert "id_tokens" not in str(_gl(loaded.spec))
     sign = _gh(loaded.spec)["jobs"]["sign"]
-    assert sign["env"]["COSIGN_KEY"] == "${{ secrets.COSIGN_KEY }}"
+    assert "env" not in sign, "no job-wide secret"
+    step = next(s for s in sign["steps"] if s.get("run") == "nox -s sign")
+    assert step["env"]["COSIGN_KEY"] == "${{ secrets.COSIGN_KEY }}"
+    assert step["env"]["COSIGN_PASSWORD"] == "${{ secrets.COSIGN_PASSWORD }}"
 
 
 def test_secret_reading_jobs_run_in_an_environment(loaded: LoadedSpec) -> None:
     for job_id, job in _gh(loaded.spec)["jobs"].items():
         reads_secrets = "secrets." in str(job)
-        assert reads_secrets == (job_id != "pull-request")
+        assert reads_secrets == (job_id not in ("pull-request", "github-release")), job_id
         if reads_secrets:
             assert job["environment"] in ("release", "production")
 
@@ -186,32 +207,44 @@ def test_chain_and_production(loaded: LoadedSpec) -> None:
     runs = [s.get("run") for s in production["steps"] if "run" in s]
     assert runs[-2:] == ["nox -s verify", "nox -s promote -- --tag production"]
     rollback = jobs["rollback"]
+    assert rollback["steps"][-1]["run"] == 'nox -s promote -- --tag "$TAG" --version "$VERSION"'
     assert rollback["steps"][-1]["env"] == {
         "TAG": "${{ inputs.tag }}",
-        "DIGEST": "${{ inputs.digest }}",
+        "VERSION": "${{ inputs.version }}",
+        "COSIGN_PUBLIC_KEY": "${{ vars.COSIGN_PUBLIC_KEY }}",
     }
 
 
 def test_gitlab_structure(loaded: LoadedSpec) -> None:
     gl = _gl(loaded.spec)
-    assert gl["stages"] == ["build", "scan", "sign", "publish", "production"]
+    assert gl["stages"] == ["build", "scan", "sign", "publish", "release", "production"]
     text = yaml.safe_dump(gl)
     assert "only:" not in text and "except:" not in text
     jobs = {k: v for k, v in gl.items() if isinstance(v, dict) and "stage" in v}
     assert all("rules" in job for job in jobs.values())
-    assert gl["default"]["services"] == [{"name": "$PIPELINE_DIND_IMAGE", "alias": "docker"}]
-    assert gl["variables"]["DOCKER_TLS_CERTDIR"] == "/certs"
-    assert gl["variables"]["DOCKER_HOST"] == "tcp://docker:2376"
+    assert "services" not in gl["default"]
+    dind = [{"name": "$PIPELINE_DIND_IMAGE", "alias": "docker"}]
+    with_docker = {j for j, job in jobs.items() if "services" in job}
+    assert with_docker == {"merge-request", "build"}, "sign, publish, production: no dind"
+    for job_id in with_docker:
+        assert jobs[job_id]["services"] == dind
+        assert jobs[job_id]["variables"]["DOCKER_TLS_CERTDIR"] == "/certs"
+        assert jobs[job_id]["variables"]["DOCKER_HOST"] == "tcp://docker:2376"
+    assert "DOCKER_HOST" not in gl["variables"]
     assert gl["scan"]["artifacts"]["reports"] == {
-        "container_scanning": "dist/gl-container-scanning-report.json"
+        "container_scanning": "dist/gl-container-scanning-report.json",
+        "cyclonedx": ["dist/scan/*/*.cdx.json"],
     }
     assert gl["publish"]["artifacts"]["reports"] == {"dotenv": "dist/release.env"}
     production = gl["production"]
-    assert production["rules"] == [{"if": "$CI_COMMIT_TAG", "when": "manual"}]
+    tag = "$CI_COMMIT_TAG =~ /^v[0-9]+\\.[0-9]+\\.[0-9]+/"
+    assert production["rules"][-1] == {"if": tag, "when": "manual"}
+    assert {"if": tag} in gl["workflow"]["rules"]
+    assert {"if": "$CI_COMMIT_TAG"} not in gl["workflow"]["rules"], "only version tags"
     assert production["environment"]["name"] == "production"
     assert production["script"] == ["nox -s verify", "nox -s promote -- --tag production"]
     assert gl["merge-request"]["script"] == ["nox -s preflight", "nox -s build", "nox -s scan"]
-    assert "docker:" not in str(gl["default"]["image"]), "the job image is not docker:dind"
+    assert gl["default"]["image"] == "$PIPELINE_JOB_IMAGE"
 
 
 def test_generation_is_deterministic(loaded: LoadedSpec) -> None:
@@ -243,6 +276,8 @@ def test_check_fails_with_a_diff_when_stale(
     from pipeline.cli import main
 
     spec = str(ROOT / "sample-app" / "release.py")
+    # A current lock: `workflows` keeps it and resolves nothing (a unit test starts no pip).
+    shutil.copy(ROOT / "pipeline.lock", tmp_path / "pipeline.lock")
     assert main(["workflows", "--spec", spec, "--root", str(tmp_path)]) == 0
     assert main(["workflows", "--spec", spec, "--root", str(tmp_path), "--check"]) == 0
     stale = tmp_path / GITLAB_FILE
@@ -257,3 +292,10 @@ def test_check_fails_with_a_diff_when_stale(
         tmp_path / GITHUB_FILE
     ).read_text()
     assert (tmp_path / ".gitlab-ci.yml").is_file()
+    (tmp_path / "pipeline.lock").write_text(
+        (ROOT / "pipeline.lock").read_text().replace("nox[uv]==", "nox[uv]==0", 1)
+    )
+    capsys.readouterr()
+    assert main(["workflows", "--spec", spec, "--root", str(tmp_path), "--check"]) == 11
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: pipeline.lock was resolved from other inputs (was: ")

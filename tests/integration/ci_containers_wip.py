@@ -1,0 +1,312 @@
+"""WORK IN PROGRESS, not collected by default; run it by path
+(`./noxw -s tests -- tests/integration/ci_containers_wip.py`). Where it stands: the job image is
+released; its first build then fails with "failed to configure registry cache importer:
+<bridge registry>/pipeline/runner:buildcache: not found" (the host BuildKit and a TLS registry on
+the docker bridge), not yet diagnosed.
+
+The generated GitLab pipeline run as a GitLab runner with the docker executor runs it: every
+job in a container of the job image (released first by the project's own pipeline), the build
+jobs next to a privileged docker-in-docker service made from Debian's docker packages, chosen
+through the generated PIPELINE_DIND_IMAGE variable; gitlab-ci-local's docker executor, images
+served from a registry on the docker bridge (containers cannot reach the host's loopback).
+
+Proven here:
+- a tag pipeline publishes the same per-platform digests as a local release of the commit, the
+  signing key reaching only the sign job (a file variable scoped to the `signing` environment);
+- a merge-request pipeline builds and scans and pushes nothing;
+- the native-runner variant (preflight, one build job per platform, merge) publishes the same
+  per-platform digests as the QEMU build.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.adapters.runner import Runner
+from pipeline.emit import gitlab
+from pipeline.emit.yamldump import dump
+from pipeline.oci import platform_digests
+from pipeline.sandbox.local import Provisioned, ca_bundle, provision
+from pipeline.sandbox.registry import RegistryServer, untrust_in_docker
+from pipeline.specload import load_spec
+from tests.support.bench import ROOT, Bench
+from tests.support.ci_containers import (
+    JobImage,
+    bridge_registry,
+    build_tool_wheel,
+    dind_image,
+    helper_image,
+    push_by_digest,
+    release_job_image,
+    wait_image,
+)
+from tests.support.release_repo import ReleaseRepo, clone_project, release_tags
+from tests.support.spec_variants import NATIVE
+
+GITLAB_CI_LOCAL = ROOT / "node_modules" / "gitlab-ci-local" / "dist" / "index.js"
+REPOSITORY = "ci/sample-app"
+
+
+@dataclass
+class CI:
+    registry: RegistryServer
+    provisioned: Provisioned
+    repo: ReleaseRepo
+    job_image: JobImage
+    dind: str
+    work: Path
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def bridge_env(bench: Bench, registry: RegistryServer, provisioned: Provisioned) -> dict[str, str]:
+    """A `pipeline` process against the bridge registry (the bench's signing key)."""
+    return bench.env(
+        **provisioned.tool_env(),
+        PIPELINE_REGISTRY=registry.host,
+        PIPELINE_REGISTRY_CA=str(registry.ca_file),
+        PIPELINE_REGISTRY_USERNAME=registry.username or "",
+        PIPELINE_REGISTRY_PASSWORD=registry.password or "",
+        PIPELINE_BASE_IMAGE=provisioned.base_image or "",
+        PIPELINE_TRIVY_DB_REPOSITORY=provisioned.db_repository or "",
+    )
+
+
+@pytest.fixture(scope="module")
+def ci(bench: Bench, runner: Runner, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CI]:
+    work = tmp_path_factory.mktemp("ci-containers")
+    started = time.monotonic()
+    registry = bridge_registry(work / "registry", runner)
+    try:
+        provisioned = provision(registry, work, runner, base=True, trivy_db=True)
+        repo = clone_project(work / "project", REPOSITORY)
+        wheels = build_tool_wheel(repo, work / "wheels").parent
+        job_image = release_job_image(repo, wheels, bridge_env(bench, registry, provisioned))
+        shutil.rmtree(repo.path / "dist", ignore_errors=True)
+        shutil.rmtree(repo.path / "images" / "runner" / "wheels", ignore_errors=True)
+        dind = push_by_digest(
+            dind_image(runner), registry, "pipeline/dind", runner, provisioned.docker_config
+        )
+        ci = CI(registry, provisioned, repo, job_image, dind, work)
+        ci.timings["job image released"] = job_image.seconds
+        ci.timings["set-up"] = time.monotonic() - started
+        yield ci
+    finally:
+        registry.stop()
+        untrust_in_docker(registry)
+
+
+def _gitlab_ci_local(
+    ci: CI, bench: Bench, file: str, variables: dict[str, str], *, manual: tuple[str, ...] = ()
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    repo = ci.repo
+    bundle = ca_bundle(ci.registry, ci.work / "bundle")
+    assert bundle is not None
+    # The signing key as GitLab holds it: a file-type variable scoped to the environment the
+    # sign job names, its password likewise (gitlab-ci-local: a value that is a path is a file).
+    key_file = ci.work / "cosign.key"
+    shutil.copyfile(bench.cosign_key, key_file)
+    scoped = {
+        "COSIGN_KEY": {"values": {"signing": str(key_file)}},
+        "COSIGN_PASSWORD": {"values": {"signing": bench.cosign_password}},
+    }
+    variables_file = ci.work / "variables.yml"
+    variables_file.write_text(yaml.safe_dump(scoped))
+    certs = f"pipeline-ci-certs-{os.getpid()}"
+    argv = [
+        "node",
+        str(GITLAB_CI_LOCAL),
+        "--file",
+        file,
+        "--no-color",
+        "--privileged",  # a runner with `privileged = true`: what docker-in-docker needs
+        "--pull-policy",
+        "if-not-present",
+        "--helper-image",
+        helper_image(),
+        "--wait-image",
+        wait_image(Runner(echo=False)),
+        "--ca-file",
+        str(bundle),
+        "--volume",
+        f"{certs}:/certs/client",  # the runner's `volumes = ["/certs/client"]` for dind TLS
+        "--variables-file",
+        str(variables_file),
+    ]
+    for job in manual:
+        argv += ["--manual", job]
+    common = {
+        "GITLAB_CI": "true",
+        "CI_DEFAULT_BRANCH": "main",
+        "CI_PROJECT_URL": "https://example.com/acme/sample-app",
+        "CI_REGISTRY": ci.registry.host,
+        "CI_REGISTRY_USER": ci.registry.username or "",
+        "CI_REGISTRY_PASSWORD": ci.registry.password or "",
+        "PIPELINE_JOB_IMAGE": ci.job_image.reference,
+        "PIPELINE_DIND_IMAGE": ci.dind,
+        "PIPELINE_REGISTRY_CA": "/etc/ssl/certs/ca-certificates.crt",
+        "PIPELINE_BASE_IMAGE": ci.provisioned.base_image or "",
+        "PIPELINE_TRIVY_DB_REPOSITORY": ci.provisioned.db_repository or "",
+        "PIPELINE_BINFMT": "qemu-aarch64",
+        "PIPELINE_OFFLINE_FIXTURES": "1",  # the sandbox's base and DB stand in for real ones
+        "COSIGN_PUBLIC_KEY": bench.cosign_pub.read_text(),
+    }
+    for name, value in {**common, **variables}.items():
+        argv += ["--variable", f"{name}={value}"]
+    env = {**os.environ, **ci.provisioned.tool_env()}
+    for name in ("GITHUB_ACTIONS", "GITLAB_CI", "CI", "VIRTUAL_ENV"):
+        env.pop(name, None)
+    started = time.monotonic()
+    try:
+        result = subprocess.run(
+            argv, cwd=repo.path, env=env, capture_output=True, text=True, timeout=3000, check=False
+        )
+    finally:
+        subprocess.run(["docker", "volume", "rm", "-f", certs], capture_output=True, check=False)
+    return result, time.monotonic() - started
+
+
+def _started_in(log: str) -> dict[str, str]:
+    """job -> the image gitlab-ci-local started it in (from its `starting IMAGE (stage)` line)."""
+    return dict(re.findall(r"^(\S+)\s+starting (\S+) \(", log, flags=re.MULTILINE))
+
+
+def _tag_pipeline(tag: str) -> dict[str, str]:
+    return {
+        "CI_COMMIT_TAG": tag,
+        "CI_COMMIT_REF_NAME": tag,
+        "CI_COMMIT_BRANCH": "",
+        "CI_PIPELINE_SOURCE": "push",
+    }
+
+
+def _platforms(ci: CI, tag: str) -> dict[str, str]:
+    manifest = ci.registry.client().resolve(REPOSITORY, tag)
+    assert manifest is not None, f"{REPOSITORY}:{tag} not published"
+    return platform_digests(manifest.document)
+
+
+def test_merge_request_pipeline_in_containers_pushes_nothing(ci: CI, bench: Bench) -> None:
+    variables = {
+        "CI_PIPELINE_SOURCE": "merge_request_event",
+        "CI_MERGE_REQUEST_IID": "7",
+        "CI_COMMIT_REF_NAME": "feature",
+        "CI_COMMIT_BRANCH": "feature",
+        "CI_COMMIT_TAG": "",
+    }
+    result, seconds = _gitlab_ci_local(ci, bench, "workflows/gitlab-ci.yml", variables)
+    log = result.stdout + result.stderr
+    ci.timings["merge-request pipeline"] = seconds
+    assert result.returncode == 0, log[-8000:]
+    assert "PASS  merge-request" in log
+    assert _started_in(log) == {"merge-request": ci.job_image.reference}
+    assert ci.registry.client().tags(REPOSITORY) == [], "a merge request pushes nothing"
+    report = ci.repo.path / ".gitlab-ci-local" / "artifacts" / "merge-request"
+    scanning = json.loads((report / "dist" / "gl-container-scanning-report.json").read_text())
+    assert not scanning["scan"]["start_time"].startswith("1970")
+    assert list((report / "dist" / "scan").rglob("*.cdx.json")), "the cyclonedx report"
+
+
+def test_tag_pipeline_in_containers_publishes_what_a_local_release_does(
+    ci: CI, bench: Bench
+) -> None:
+    repo = ci.repo
+    repo.tag("v3.1.0")
+    result, seconds = _gitlab_ci_local(
+        ci, bench, "workflows/gitlab-ci.yml", _tag_pipeline("v3.1.0"), manual=("production",)
+    )
+    log = result.stdout + result.stderr
+    ci.timings["tag pipeline"] = seconds
+    (ci.work / "tag-pipeline.log").write_text(log)
+    assert result.returncode == 0, log[-8000:]
+    jobs = ("build", "scan", "sign", "publish", "release", "production")
+    for job in jobs:
+        assert f"PASS  {job}" in log, log[-3000:]
+    started = _started_in(log)
+    assert started == dict.fromkeys(jobs, ci.job_image.reference), started
+    assert f"started service image: {ci.dind}" in log
+    assert log.count("started service image:") == 1, "only the build job has docker-in-docker"
+
+    published = release_tags(ci.registry.client(), REPOSITORY)
+    expected = json.loads(
+        bench.pipeline("tags", "--json", "--spec", repo.spec, cwd=repo.path).stdout
+    )["tags"]
+    assert set(published) == {*expected, "production"}
+    assert len(set(published.values())) == 1
+    ci_platforms = _platforms(ci, "3.1.0")
+
+    # The same commit released on this machine, to the bench's plain registry.
+    local = bench.pipeline(
+        "release",
+        "--spec",
+        repo.spec,
+        cwd=repo.path,
+        env=bench.env(
+            PIPELINE_REGISTRY=bench.plain.host,
+            PIPELINE_REGISTRY_CA="",
+            PIPELINE_TRIVY_DB_REPOSITORY=bench.sandbox_db,
+        ),
+    )
+    assert local.returncode == 0, local.stderr[-4000:]
+    local_index = bench.plain.client().resolve(REPOSITORY, "3.1.0")
+    assert local_index is not None
+    local_platforms = platform_digests(local_index.document)
+    assert ci_platforms == local_platforms, "container CI and local give the same images"
+    (ci.work / "digests.json").write_text(
+        json.dumps({"gitlab-containers": ci_platforms, "local": local_platforms}, indent=2)
+    )
+
+    # The release notes: the digests, and a verify command that works as printed.
+    notes = (
+        repo.path / ".gitlab-ci-local" / "artifacts" / "release" / "dist" / "release-notes.md"
+    ).read_text()
+    for digest in ci_platforms.values():
+        assert digest in notes
+    (verify_line,) = [line for line in notes.splitlines() if line.startswith("cosign verify ")]
+    (ci.work / "cosign.pub").write_text(bench.cosign_pub.read_text())
+    verify = subprocess.run(
+        shlex.split(verify_line),
+        cwd=ci.work,
+        env={**os.environ, **ci.provisioned.tool_env()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert verify.returncode == 0, verify.stderr[-2000:]
+
+
+def test_native_runner_fan_out_in_containers_gives_the_qemu_digests(ci: CI, bench: Bench) -> None:
+    """Preflight, one build job per platform (each with its own dind), then the merge: the same
+    commit's per-platform digests as the QEMU build above (its tags are deleted first, so the
+    release is built again rather than reused)."""
+    client = ci.registry.client()
+    qemu = _platforms(ci, "3.1.0")
+    for digest in set(release_tags(client, REPOSITORY).values()):
+        client.delete_manifest(REPOSITORY, digest)
+    spec = load_spec(ci.repo.path / ci.repo.spec).spec
+    native = replace(spec, **NATIVE)
+    (ci.repo.path / ".git" / "info" / "exclude").write_text(".gitlab-ci-native.yml\n")
+    (ci.repo.path / ".gitlab-ci-native.yml").write_text(
+        dump(gitlab.pipeline(native, ci.repo.spec).to_data(), "native-runner variant")
+    )
+    result, seconds = _gitlab_ci_local(ci, bench, ".gitlab-ci-native.yml", _tag_pipeline("v3.1.0"))
+    log = result.stdout + result.stderr
+    ci.timings["native fan-out pipeline"] = seconds
+    assert result.returncode == 0, log[-8000:]
+    for job in ("preflight", "build:linux-amd64", "build:linux-arm64", "build", "publish"):
+        assert f"PASS  {job}" in log
+    assert log.index("PASS  preflight") < log.index("PASS  build:linux-amd64")
+    assert _platforms(ci, "3.1.0") == qemu
+    print(json.dumps(ci.timings, indent=2))
