@@ -11,6 +11,7 @@ from typing import Any
 from pipeline.context import ReleaseContext
 from pipeline.labels import oci_labels
 from pipeline.refs import check_host
+from pipeline.relocation import repository_base
 from pipeline.spec import LOCAL_REGISTRY, Spec
 from pipeline.specload import LoadedSpec
 from pipeline.tags import TagSet
@@ -48,11 +49,15 @@ class Plan:
 
 
 def resolve_registry_host(spec: Spec, override: str | None, environ: Mapping[str, str]) -> str:
-    """`--registry`, then PIPELINE_REGISTRY, then the spec (`local`: the built-in registry)."""
+    """`--registry`, then PIPELINE_REGISTRY, then the host of PIPELINE_REPOSITORY_BASE (GitLab's
+    $CI_REGISTRY_IMAGE), then the spec (`local`: the built-in registry)."""
     if override:
         return check_host(override, "--registry")
     if environ.get("PIPELINE_REGISTRY"):
         return check_host(environ["PIPELINE_REGISTRY"], "PIPELINE_REGISTRY")
+    base = repository_base(environ)
+    if base is not None:
+        return base[0]
     return spec.registry.host
 
 

@@ -76,8 +76,9 @@ def pipeline(spec: Spec, spec_path: str) -> GitlabPipeline:
         },
     }
     if spec.registry.host == LOCAL_REGISTRY:
-        # No registry of its own in the spec: GitLab's registry, with the job's credentials.
-        variables["PIPELINE_REGISTRY"] = "$CI_REGISTRY"
+        # No registry of its own in the spec: the project's own GitLab registry path (the only
+        # one its job token may push to), with the job's credentials.
+        variables["PIPELINE_REPOSITORY_BASE"] = "$CI_REGISTRY_IMAGE"
         if spec.registry.username_env and spec.registry.password_env:
             variables[spec.registry.username_env] = "$CI_REGISTRY_USER"
             variables[spec.registry.password_env] = "$CI_REGISTRY_PASSWORD"

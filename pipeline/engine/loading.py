@@ -4,6 +4,7 @@ and the tags it publishes. The one place where the pure context detection meets 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from pipeline import tags
 from pipeline.adapters.git import read_git_facts
 from pipeline.context import GitFacts, ReleaseContext, detect, in_ci
 from pipeline.errors import GitError
+from pipeline.relocation import relocate
 from pipeline.specload import LoadedSpec, load
 from pipeline.tags import TagSet
 
@@ -52,6 +54,8 @@ def load_release(
 
     Rich is not imported here: `pipeline tags` starts in a fraction of a second."""
     loaded = load(spec)
+    # GitLab's $CI_REGISTRY_IMAGE (PIPELINE_REPOSITORY_BASE): the images under the project's path
+    loaded = dataclasses.replace(loaded, spec=relocate(loaded.spec, environ))
     context = load_context(loaded, environ)
     tagset = tags.compute(loaded.spec.tags, context)
     if on_warning is not None:

@@ -73,8 +73,10 @@ def test_gitlab_pipeline_releases_like_a_local_run(bench: Bench, tmp_path: Path)
         "DOCKER_TLS_VERIFY": "",
         "DOCKER_CERT_PATH": "",
         "DOCKER_TLS_CERTDIR": "",
-        # The registry and its credentials, as project CI/CD variables would give them.
-        "PIPELINE_REGISTRY": bench.registry.host,
+        # The project's registry path as GitLab predefines it: the generated file passes it on as
+        # PIPELINE_REPOSITORY_BASE (the spec names the built-in registry), so the images go there.
+        "CI_REGISTRY_IMAGE": f"{bench.registry.host}/{repo.repository}",
+        # Its CA and credentials, as project CI/CD variables would give them.
         "PIPELINE_REGISTRY_CA": str(bench.registry.ca_file),
         "PIPELINE_REGISTRY_USERNAME": bench.registry.username or "",
         "PIPELINE_REGISTRY_PASSWORD": bench.registry.password or "",

@@ -56,6 +56,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "pipeline.state",
             "pipeline.preflight",
             "pipeline.predicates",
+            "pipeline.relocation",
             "pipeline.dockerignore",
             "pipeline.emit",
             "pipeline.adopt",
