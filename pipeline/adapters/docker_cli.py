@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline import buildlog
 from pipeline.adapters.runner import Runner
 from pipeline.errors import EnvironmentProblem
 
@@ -30,8 +31,13 @@ class BuildRequest:
     secrets: tuple[tuple[str, str], ...] = ()  # (id, env var)
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
-    cache_ref: str | None = None  # registry cache, e.g. host/repo:buildcache
-    cache_export: bool = True
+    # BuildKit cache imports and exports (`type=registry,ref=…`, `type=gha,scope=…`, …).
+    cache_from: tuple[str, ...] = ()
+    cache_to: tuple[str, ...] = ()
+    # Named contexts: a FROM's name -> `docker-image://host/repo@sha256:…` (another image of the
+    # spec, by digest), so the Dockerfile is built as written.
+    build_contexts: Mapping[str, str] = field(default_factory=dict)
+    builder: str | None = None  # a buildx builder of its own (the remote driver); None: default
     # BuildKit's own provenance sits inside the index and changes its digest at every build; the
     # release attests a signed SLSA provenance instead (pipeline.predicates), so it stays off.
     provenance: bool = False
@@ -45,7 +51,9 @@ class TestStageRequest:
     target: str
     platform: str
     build_args: Mapping[str, str] = field(default_factory=dict)
-    cache_ref: str | None = None
+    cache_from: tuple[str, ...] = ()
+    build_contexts: Mapping[str, str] = field(default_factory=dict)
+    builder: str | None = None
 
 
 def login_argv(host: str, username: str) -> list[str]:
@@ -58,6 +66,7 @@ def build_argv(request: BuildRequest) -> list[str]:
         "docker",
         "buildx",
         "build",
+        *(["--builder", request.builder] if request.builder else []),
         "--progress",
         "plain",
         "--platform",
@@ -84,7 +93,8 @@ def build_argv(request: BuildRequest) -> list[str]:
     for key in sorted(request.annotations):
         # On the index and on each platform manifest, so either one identifies the source.
         argv += ["--annotation", f"index,manifest:{key}={request.annotations[key]}"]
-    argv += _cache_args(request.cache_ref, export=request.cache_export)
+    argv += _named_contexts(request.build_contexts)
+    argv += _cache_args(request.cache_from, request.cache_to)
     argv.append(str(request.context))
     return argv
 
@@ -95,6 +105,7 @@ def test_stage_argv(request: TestStageRequest) -> list[str]:
         "docker",
         "buildx",
         "build",
+        *(["--builder", request.builder] if request.builder else []),
         "--progress",
         "plain",
         "--platform",
@@ -108,19 +119,41 @@ def test_stage_argv(request: TestStageRequest) -> list[str]:
     ]
     for key in sorted(request.build_args):
         argv += ["--build-arg", f"{key}={request.build_args[key]}"]
-    argv += _cache_args(request.cache_ref, export=False)
+    argv += _named_contexts(request.build_contexts)
+    argv += _cache_args(request.cache_from, ())
     argv.append(str(request.context))
     return argv
 
 
-def _cache_args(cache_ref: str | None, *, export: bool) -> list[str]:
-    if not cache_ref:
-        return []
-    args = ["--cache-from", f"type=registry,ref={cache_ref}"]
-    if export:
-        # A cache that cannot be written is a warning in the log, never a failed release.
-        args += ["--cache-to", f"type=registry,ref={cache_ref},mode=max,ignore-error=true"]
-    return args
+def _named_contexts(contexts: Mapping[str, str]) -> list[str]:
+    argv: list[str] = []
+    for name in sorted(contexts):
+        argv += ["--build-context", f"{name}={contexts[name]}"]
+    return argv
+
+
+def _cache_args(cache_from: tuple[str, ...], cache_to: tuple[str, ...]) -> list[str]:
+    argv: list[str] = []
+    for item in cache_from:
+        argv += ["--cache-from", item]
+    for item in cache_to:
+        argv += ["--cache-to", item]
+    return argv
+
+
+def create_remote_builder_argv(
+    name: str, endpoint: str, *, ca_file: Path | None, cert_file: Path | None, key_file: Path | None
+) -> list[str]:
+    """A buildx builder on a BuildKit daemon (the remote driver), TLS files as driver options."""
+    argv = ["docker", "buildx", "create", "--name", name, "--driver", "remote"]
+    options = [
+        f"{key}={value}"
+        for key, value in (("cacert", ca_file), ("cert", cert_file), ("key", key_file))
+        if value is not None
+    ]
+    if options:
+        argv += ["--driver-opt", ",".join(options)]
+    return [*argv, endpoint]
 
 
 @dataclass(frozen=True)
@@ -169,19 +202,51 @@ class DockerCli:
         self.runner.run(
             test_stage_argv(request),
             on_stderr_line=on_line,
-            error_message=lambda result: (
-                f"the image's tests failed (stage '{request.target}'); "
-                + build_failure(result.stderr, result.exit_code)
+            error_message=lambda result: test_failure(
+                request.target, result.stderr, result.exit_code
             ),
         )
+
+    def builder_exists(self, name: str) -> bool:
+        result = self.runner.run(["docker", "buildx", "inspect", name], check=False, quiet=True)
+        return result.exit_code == 0
+
+    def create_remote_builder(
+        self,
+        name: str,
+        endpoint: str,
+        *,
+        ca_file: Path | None = None,
+        cert_file: Path | None = None,
+        key_file: Path | None = None,
+    ) -> None:
+        self.runner.run(
+            create_remote_builder_argv(
+                name, endpoint, ca_file=ca_file, cert_file=cert_file, key_file=key_file
+            ),
+            error_message=f"buildx could not create a builder for the BuildKit at {endpoint}",
+        )
+
+    def remove_builder(self, name: str) -> None:
+        self.runner.run(["docker", "buildx", "rm", name], check=False, quiet=True)
 
     def version(self) -> str:
         return self.runner.run(["docker", "buildx", "version"], quiet=True).stdout.strip()
 
 
 def build_failure(stderr: str, exit_code: int) -> str:
-    """The first `ERROR:` line buildx printed, which names the failing step."""
-    for line in stderr.splitlines():
-        if line.startswith("ERROR:") or " ERROR: " in line:
-            return f"docker buildx build failed: {line.split('ERROR:', 1)[1].strip()[:300]}"
-    return f"docker buildx build exited {exit_code}"
+    """buildx's own error line (`failed to solve: …`, which names the failing step), and the
+    failing step; not the first `ERROR:` line, which may be a cache importer's warning."""
+    found = buildlog.failure(stderr)
+    if found is None:
+        return f"docker buildx build exited {exit_code}"
+    where = f" in {found.step[:200]}" if found.step else ""
+    return f"docker buildx build failed{where}: {found.error}"
+
+
+def test_failure(target: str, stderr: str, exit_code: int) -> str:
+    """The failing test by name (from the test runner's own output), else the failing step."""
+    found = buildlog.failure(stderr)
+    if found is not None and found.test:
+        return f"the image's tests failed (stage '{target}'): {found.test} failed"
+    return f"the image's tests failed (stage '{target}'); " + build_failure(stderr, exit_code)

@@ -29,6 +29,10 @@ from pipeline.refs import DigestRef
 from pipeline.state import ScanState
 from pipeline.versions import fill
 
+# Also in pipeline.engine.changes (which reads them to find unchanged images).
+BUILT_REVISION = "dev.pipeline-release.built-revision"
+BUILT_VERSION = "dev.pipeline-release.built-version"
+
 VERSION_TAG = re.compile(r"^v?\d+\.\d+\.\d+([-+].*)?$")
 INDEX = ""  # the key of the index in per-digest results
 
@@ -45,6 +49,10 @@ class Verified:
     revision: str | None = None
     fixture: bool = False  # scanned with the fixture DB
     provenance: dict[str, Any] = field(default_factory=dict)
+    # The commit and version the digest was built as (an unchanged image re-signed for a later
+    # version keeps those of its build); the same as revision and version otherwise.
+    built_revision: str | None = None
+    built_version: str | None = None
 
 
 def split_repository(repository: str) -> tuple[str, str]:
@@ -69,26 +77,41 @@ def verify_digest(
         raise VerifyFailed(f"{repository}@{digest} does not exist in the registry")
     platforms = oci.platform_digests(manifest.document) if manifest.is_index else {}
     cosign = ws.cosign()
-    expected_ref = signed_ref(ws, through_tag)
+    expected_ref = signed_ref(ws, through_tag, repository)
     kinds = [k for k in ws.spec.sign.attestations if k in ("cyclonedx", "vuln", "provenance")]
     targets = {INDEX: digest, **platforms}
+    index = DigestRef.parse(f"{repository}@{digest}")
 
-    def check(job: tuple[str, str]) -> tuple[str, str, list[dict[str, Any]]]:
-        where, kind = job
+    def check(job: tuple[str, str, str | None]) -> tuple[str, str, list[dict[str, Any]]]:
+        where, kind, expected = job
         ref = DigestRef.parse(f"{repository}@{targets[where]}")
-        return where, kind, cosign.verify_attestation(ref, ws.identity, kind, expected_ref)
+        return where, kind, cosign.verify_attestation(ref, ws.identity, kind, expected)
 
-    # The signature and every attestation of every digest are checked at once.
     jobs = [(where, kind) for where in sorted(targets) for kind in kinds]
-    with ThreadPoolExecutor(max_workers=min(len(jobs) + 1, 8)) as pool:
-        index = DigestRef.parse(f"{repository}@{digest}")
-        signed = pool.submit(cosign.verify, index, ws.identity, expected_ref)
-        checks = [pool.submit(check, job) for job in jobs]
-        payloads = signed.result()  # an unsigned digest is reported as that, first
-        attested = [future.result() for future in checks]
-    annotations: dict[str, Any] = payloads[0].get("optional") or {}
+    if expected_ref is None:
+        # The signature and every attestation of every digest are checked at once.
+        with ThreadPoolExecutor(max_workers=min(len(jobs) + 1, 8)) as pool:
+            signed = pool.submit(cosign.verify, index, ws.identity, expected_ref)
+            checks = [pool.submit(check, (w, k, None)) for w, k in jobs]
+            payloads = signed.result()  # an unsigned digest is reported as that, first
+            attested = [future.result() for future in checks]
+        payload = choose_payload(payloads, through_tag, ws.context.sha)
+    else:
+        # A CI identity names the release's tag: the attestations were made by the release
+        # that built the digest, which an unchanged image's new signature names.
+        payloads = cosign.verify(index, ws.identity, expected_ref)
+        payload = choose_payload(payloads, through_tag, ws.context.sha)
+        built_as = (payload.get("optional") or {}).get(BUILT_VERSION)
+        attested_ref = (
+            signed_ref(ws, f"{built_as}", repository, version_tag=True) if built_as else None
+        ) or expected_ref
+        with ThreadPoolExecutor(max_workers=min(len(jobs), 8) or 1) as pool:
+            attested = list(pool.map(check, [(w, k, attested_ref) for w, k in jobs]))
+    annotations: dict[str, Any] = payload.get("optional") or {}
     version = annotations.get("org.opencontainers.image.version")
     revision = annotations.get("org.opencontainers.image.revision")
+    built_revision = annotations.get(BUILT_REVISION) or revision
+    built_version = annotations.get(BUILT_VERSION) or version
     if (
         through_tag
         and VERSION_TAG.match(through_tag)
@@ -113,7 +136,7 @@ def verify_digest(
         digest=digest,
         platforms=platforms,
         found=found,
-        revision=revision,
+        revision=built_revision,
     )
     return Verified(
         repository=repository,
@@ -131,18 +154,51 @@ def verify_digest(
         revision=str(revision) if revision else None,
         fixture=fixture,
         provenance=provenance,
+        built_revision=str(built_revision) if built_revision else None,
+        built_version=str(built_version) if built_version else None,
     )
 
 
-def signed_ref(ws: Workspace, through_tag: str | None) -> str | None:
+def choose_payload(
+    payloads: Sequence[Mapping[str, Any]], through_tag: str | None, commit: str
+) -> dict[str, Any]:
+    """The verified signature that speaks for this check. A digest signed more than once (an
+    unchanged image re-signed for each new version) has one signature per release: reached
+    through a version tag, the one of that version; else the one of this commit, else the first
+    (the build's own)."""
+
+    def annotation(payload: Mapping[str, Any], key: str) -> str:
+        return str((payload.get("optional") or {}).get(key) or "")
+
+    if through_tag and VERSION_TAG.match(through_tag):
+        wanted = through_tag.lstrip("v")
+        for payload in payloads:
+            if annotation(payload, "org.opencontainers.image.version").lstrip("v") == wanted:
+                return dict(payload)
+    for payload in payloads:
+        if annotation(payload, "org.opencontainers.image.revision") == commit:
+            return dict(payload)
+    return dict(payloads[0])
+
+
+def signed_ref(
+    ws: Workspace,
+    through_tag: str | None,
+    repository: str | None = None,
+    *,
+    version_tag: bool = False,
+) -> str | None:
     """The git ref a keyless CI identity must name: the release tag of the version reached
-    (`refs/tags/v1.2.3` for the tag `1.2.3`), or this run's own tag right after signing."""
+    (`refs/tags/v1.2.3` for the tag `1.2.3`; an image's own release tag, `refs/tags/api/v1.2.3`),
+    or this run's own tag right after signing. `version_tag`: `through_tag` is a version."""
     if ws.spec.sign.keyless is None or ws.spec.sign.keyless.ci is None:
         return None
-    if through_tag and VERSION_TAG.match(through_tag):
-        version = through_tag.removeprefix(ws.spec.tags.prefix).removesuffix(ws.spec.tags.suffix)
+    image = ws.image_of(repository) if repository else None
+    policy = ws.tag_policy(image)
+    if through_tag and (version_tag or VERSION_TAG.match(through_tag)):
+        version = through_tag.removeprefix(policy.prefix).removesuffix(policy.suffix)
         version = version.removeprefix("v")
-        return f"refs/tags/{fill(ws.spec.tags.release_tag, {'version': version})}"
+        return f"refs/tags/{fill(policy.release_tag, {'version': version})}"
     if through_tag is None and ws.signs and ws.context.tag:
         return ws.context.git_ref
     return None

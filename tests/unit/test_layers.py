@@ -56,6 +56,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "pipeline.preflight",
             "pipeline.predicates",
             "pipeline.dockerignore",
+            "pipeline.imagegraph",
+            "pipeline.buildlog",
             "pipeline.emit",
             "pipeline.adopt",
         ),

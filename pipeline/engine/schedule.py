@@ -1,0 +1,146 @@
+"""Many images at once: each image runs its steps (build, scan, sign) in order, images side by
+side, an image built FROM another image of the spec only after that one's build.
+
+- At most `workers(spec)` steps run at once: the spec's `build.max_parallel`, never more than the
+  machine's cores (each step runs tools that use a core or more of their own).
+- Ready steps start in order of how much waits on them: the builds other images are built FROM
+  first, then images further along (so finished images leave the machine early).
+- The first failure stops the release: no new step starts, the running ones finish (their tools
+  are not killed half-way through a push), and the failure is raised once they have. The images
+  that did not finish carry the error in the state; nothing is published (publish runs after
+  this, for the whole set, or not at all).
+- Each finished step's time is recorded per image (`ImageState.timings`) and the state is saved,
+  so a CI job re-run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+from pipeline import operation, ui
+from pipeline.errors import PipelineError
+from pipeline.spec import Spec
+from pipeline.stages import Step
+
+ImageStep = Callable[[str], None]  # runs one step for the named image
+
+
+def workers(spec: Spec, cores: int | None = None) -> int:
+    available = cores or os.cpu_count() or 1
+    wanted = spec.build.max_parallel or available
+    return max(1, min(wanted, available))
+
+
+@dataclass(frozen=True)
+class Unit:
+    image: str
+    step: Step
+    index: int  # position of the step in the image's chain
+
+
+@dataclass
+class Span:
+    started: float
+    ended: float
+
+
+def run(
+    images: Sequence[str],
+    steps: Sequence[Step],
+    functions: Mapping[Step, ImageStep],
+    *,
+    needs: Mapping[str, Sequence[str]],
+    parallel: int,
+    on_done: Callable[[Unit, float], None],
+    on_failed: Callable[[Unit, BaseException], None],
+) -> dict[Step, Span]:
+    """Run `steps` for every image, `parallel` at once; `needs[x]` are the images whose build
+    must finish before x's build starts (only when this run builds). Returns each step's span
+    (first start to last end, monotonic seconds)."""
+    scheduler = _Scheduler(images, steps, needs)
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="image") as pool:
+        while True:
+            if scheduler.failure is None:
+                for unit in scheduler.ready()[: max(0, parallel - len(scheduler.running))]:
+                    scheduler.start(unit, pool.submit(_execute, functions, unit))
+            if not scheduler.running:
+                break
+            done, _ = wait(scheduler.running, return_when=FIRST_COMPLETED)
+            for future in done:
+                unit, seconds = scheduler.finish(future)
+                error = future.exception()
+                if error is not None:
+                    on_failed(unit, error)
+                    scheduler.failed(error)
+                else:
+                    scheduler.advance(unit)
+                    on_done(unit, seconds)
+    if scheduler.failure is not None:
+        left = [n for n in images if scheduler.next_step[n] < len(steps)]
+        if len(left) > 1:
+            ui.warn(f"stopped: {', '.join(left)} did not finish (one failure stops the release)")
+        raise scheduler.failure
+    return scheduler.spans
+
+
+def _execute(functions: Mapping[Step, ImageStep], unit: Unit) -> None:
+    with operation.doing(f"the {unit.step} step of {unit.image}"):
+        functions[unit.step](unit.image)
+
+
+class _Scheduler:
+    def __init__(
+        self, images: Sequence[str], steps: Sequence[Step], needs: Mapping[str, Sequence[str]]
+    ) -> None:
+        self.images = list(images)
+        self.steps = list(steps)
+        self.building = "build" in steps
+        self.waiting_on = {n: {d for d in needs.get(n, ()) if d in images} for n in images}
+        self.weight = {n: sum(n in self.waiting_on[o] for o in images) for n in images}
+        self.next_step = dict.fromkeys(images, 0)
+        self.built: set[str] = set()
+        self.running: dict[Future[None], tuple[Unit, float]] = {}
+        self.spans: dict[Step, Span] = {}
+        self.failure: BaseException | None = None
+
+    def ready(self) -> list[Unit]:
+        busy = {unit.image for unit, _ in self.running.values()}
+        found = []
+        for name in self.images:
+            index = self.next_step[name]
+            if index >= len(self.steps) or name in busy:
+                continue
+            step = self.steps[index]
+            if step == "build" and self.building and not self.waiting_on[name] <= self.built:
+                continue
+            found.append(Unit(name, step, index))
+        # What others wait on first, then images further along, then spec order.
+        return sorted(found, key=lambda u: (-self.weight[u.image] * (u.step == "build"), -u.index))
+
+    def start(self, unit: Unit, future: Future[None]) -> None:
+        started = time.monotonic()
+        self.running[future] = (unit, started)
+        span = self.spans.setdefault(unit.step, Span(started, started))
+        span.started = min(span.started, started)
+
+    def finish(self, future: Future[None]) -> tuple[Unit, float]:
+        unit, started = self.running.pop(future)
+        ended = time.monotonic()
+        self.spans[unit.step].ended = max(self.spans[unit.step].ended, ended)
+        return unit, ended - started
+
+    def advance(self, unit: Unit) -> None:
+        self.next_step[unit.image] += 1
+        if unit.step == "build":
+            self.built.add(unit.image)
+
+    def failed(self, error: BaseException) -> None:
+        # The first failure wins, but an expected error (one clear line) over an unexpected one.
+        if self.failure is None or (
+            not isinstance(self.failure, PipelineError) and isinstance(error, PipelineError)
+        ):
+            self.failure = error
