@@ -68,6 +68,7 @@ class ImageState:
     unchanged_since: str | None = None
     needs: list[str] = field(default_factory=list)  # spec images it is built FROM
     timings: dict[str, float] = field(default_factory=dict)  # step -> seconds, this image's
+    spans: dict[str, list[float]] = field(default_factory=dict)  # step -> [start, end], epoch s
     error: str | None = None  # what stopped this image, when one did
 
     @property

@@ -29,7 +29,7 @@ from pipeline.refs import DigestRef
 from pipeline.secrets import redact
 from pipeline.specload import LoadedSpec
 from pipeline.stages import Step
-from pipeline.state import State
+from pipeline.state import ImageState, State
 from pipeline.tags import TagSet
 
 
@@ -96,19 +96,24 @@ def run_images(
     graph = build.ws_graph(ws)
     needs = {name: [b.image for b in graph.get(name, [])] for name in names}
 
-    def done(unit: schedule.Unit, seconds: float) -> None:
+    def done(unit: schedule.Unit, started: float, ended: float) -> None:
         with ws.state_lock:
             image = state.images.get(unit.image)
             if image is not None:
-                image.timings[unit.step] = round(seconds, 2)
+                image.timings[unit.step] = round(ended - started, 2)
+                image.spans[unit.step] = [round(started, 2), round(ended, 2)]
             if save is not None:
                 save()
 
     def failed(unit: schedule.Unit, error: BaseException) -> None:
         with ws.state_lock:
             image = state.images.get(unit.image)
-            if image is not None:
-                image.error = f"{unit.step}: " + redact(str(error)).replace("\n", " ")[:300]
+            if image is None:  # failed before its build was recorded: the report still names it
+                spec_image = ws.image(unit.image)
+                image = state.images[unit.image] = ImageState(
+                    name=unit.image, repository=ws.repository(spec_image)
+                )
+            image.error = f"{unit.step}: " + redact(str(error)).replace("\n", " ")[:300]
 
     spans = schedule.run(
         names,

@@ -55,7 +55,7 @@ def run(
     *,
     needs: Mapping[str, Sequence[str]],
     parallel: int,
-    on_done: Callable[[Unit, float], None],
+    on_done: Callable[[Unit, float, float], None],
     on_failed: Callable[[Unit, BaseException], None],
 ) -> dict[Step, Span]:
     """Run `steps` for every image, `parallel` at once; `needs[x]` are the images whose build
@@ -71,14 +71,14 @@ def run(
                 break
             done, _ = wait(scheduler.running, return_when=FIRST_COMPLETED)
             for future in done:
-                unit, seconds = scheduler.finish(future)
+                unit, started = scheduler.finish(future)
                 error = future.exception()
                 if error is not None:
                     on_failed(unit, error)
                     scheduler.failed(error)
                 else:
                     scheduler.advance(unit)
-                    on_done(unit, seconds)
+                    on_done(unit, started, time.time())
     if scheduler.failure is not None:
         left = [n for n in images if scheduler.next_step[n] < len(steps)]
         if len(left) > 1:
@@ -103,12 +103,12 @@ class _Scheduler:
         self.weight = {n: sum(n in self.waiting_on[o] for o in images) for n in images}
         self.next_step = dict.fromkeys(images, 0)
         self.built: set[str] = set()
-        self.running: dict[Future[None], tuple[Unit, float]] = {}
+        self.running: dict[Future[None], tuple[Unit, float, float]] = {}
         self.spans: dict[Step, Span] = {}
         self.failure: BaseException | None = None
 
     def ready(self) -> list[Unit]:
-        busy = {unit.image for unit, _ in self.running.values()}
+        busy = {unit.image for unit, _, _ in self.running.values()}
         found = []
         for name in self.images:
             index = self.next_step[name]
@@ -123,15 +123,15 @@ class _Scheduler:
 
     def start(self, unit: Unit, future: Future[None]) -> None:
         started = time.monotonic()
-        self.running[future] = (unit, started)
+        self.running[future] = (unit, started, time.time())
         span = self.spans.setdefault(unit.step, Span(started, started))
         span.started = min(span.started, started)
 
     def finish(self, future: Future[None]) -> tuple[Unit, float]:
-        unit, started = self.running.pop(future)
-        ended = time.monotonic()
-        self.spans[unit.step].ended = max(self.spans[unit.step].ended, ended)
-        return unit, ended - started
+        """The unit of a finished future and when it started (epoch seconds)."""
+        unit, _, wall = self.running.pop(future)
+        self.spans[unit.step].ended = max(self.spans[unit.step].ended, time.monotonic())
+        return unit, wall
 
     def advance(self, unit: Unit) -> None:
         self.next_step[unit.image] += 1
