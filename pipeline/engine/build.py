@@ -251,6 +251,24 @@ def _reuse_unchanged(ws: Workspace, state: State, image: Image, inputs: changes.
     return True
 
 
+CACHE_KINDS = ("auto", "none", "gha", "local", "registry")
+
+
+def check_cache_env(environ: Mapping[str, str]) -> None:
+    """PIPELINE_BUILD_CACHE, checked before anything runs: `none`, `gha`, `local:DIR`,
+    `registry:HOST/REPO` (a repository of its own, never a release repository)."""
+    text = environ.get(CACHE_ENV) or ""
+    if not text:
+        return
+    kind, _, value = text.partition(":")
+    if kind not in CACHE_KINDS or (kind in ("local", "registry") and not value):
+        raise SpecError(
+            f"{CACHE_ENV}: {text!r} is not a cache (none, gha, local:DIR or registry:HOST/REPO)"
+        )
+    if kind == "registry" and ("/" not in value or ":" in value.rpartition("/")[2]):
+        raise SpecError(f"{CACHE_ENV}: {value!r} is not a repository host/path (no tag)")
+
+
 def cache_settings(ws: Workspace, image: Image, suffix: str = "") -> tuple[tuple[str, ...], ...]:
     """(--cache-from values, --cache-to values) for one image's build (`suffix`: a platform of
     its own). The cache never goes to the release repository."""

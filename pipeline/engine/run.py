@@ -219,6 +219,7 @@ def _check_arguments(
             "(commit or stash them, or pass --allow-dirty for a throw-away build)"
         )
     release = tags.release_set(loaded.spec, context)
+    build.check_cache_env(options.environ)
     if options.platforms:
         for image in loaded.spec.images:
             if image.name in release.tagsets:
