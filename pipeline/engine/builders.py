@@ -24,9 +24,20 @@ from pipeline import ui
 from pipeline.adapters.docker_cli import DockerCli
 from pipeline.adapters.runner import Runner
 from pipeline.engine.workspace import Workspace
+from pipeline.errors import SpecError
 from pipeline.spec import Builder
 
 DOCKER_ENV = ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
+# `none`: every platform on this machine, whatever the spec's builders say (a laptop run).
+BUILDERS_ENV = "PIPELINE_BUILDERS"
+
+
+def check_env(environ: Mapping[str, str]) -> None:
+    value = environ.get(BUILDERS_ENV, "")
+    if value not in ("", "none", "spec"):
+        raise SpecError(
+            f"{BUILDERS_ENV}: {value!r} is not 'none' (build every platform here) or 'spec'"
+        )
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,8 @@ def builder_name(builder: Builder) -> str:
 
 def resolve(ws: Workspace, configured: Mapping[str, Builder]) -> dict[str, Native]:
     """The native builders of this run, set up once (a remote-driver builder is created)."""
+    if ws.environ.get(BUILDERS_ENV) == "none":
+        configured = {}
     with ws.state_lock:
         if ws.natives is None:
             ws.natives = {p: _native(ws, p, b) for p, b in sorted(configured.items())}

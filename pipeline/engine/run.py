@@ -20,7 +20,7 @@ from pipeline import imagegraph, operation, paths, tags, ui
 from pipeline import state as state_file
 from pipeline.adapters.cosign import verify_argv
 from pipeline.context import ReleaseContext
-from pipeline.engine import build, merge, publish, report, scan, schedule, sign
+from pipeline.engine import build, builders, merge, publish, report, scan, schedule, sign
 from pipeline.engine.loading import load_release
 from pipeline.engine.workspace import Workspace, open_workspace
 from pipeline.errors import GitError, PipelineError, SpecError
@@ -220,6 +220,7 @@ def _check_arguments(
         )
     release = tags.release_set(loaded.spec, context)
     build.check_cache_env(options.environ)
+    builders.check_env(options.environ)
     if options.platforms:
         for image in loaded.spec.images:
             if image.name in release.tagsets:

@@ -406,11 +406,15 @@ def sweep_scratch(folder: Path | None = None) -> list[Path]:
 
 
 def _copy_docker_config(env: Mapping[str, str], target: Path) -> None:
-    source = Path(env.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
+    folder = Path(env.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    source = folder / "config.json"
     target.mkdir(mode=0o700, parents=True, exist_ok=True)
     if source.is_file():
         (target / "config.json").write_bytes(source.read_bytes())
         (target / "config.json").chmod(0o600)
+    if (folder / "contexts").is_dir():
+        # The user's docker contexts (a native builder may be one), read where they are.
+        (target / "contexts").symlink_to(folder / "contexts", target_is_directory=True)
 
 
 def trivy_cache(db_repository: str | None) -> Path:
