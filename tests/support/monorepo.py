@@ -86,8 +86,8 @@ def _sample(folder: Path, name: str) -> None:
     (folder / "app" / "IMAGE.txt").write_text(f"{name}\n")
 
 
-def make_monorepo(folder: Path, prefix: str) -> ReleaseRepo:
-    """The four images under `folder`, committed on `main` (no tag yet)."""
+def write_monorepo(folder: Path, prefix: str) -> Path:
+    """The four images and their spec under `folder` (files only); the spec file's path."""
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("base", "web", "worker"):
         _sample(folder / name, name)
@@ -97,8 +97,14 @@ def make_monorepo(folder: Path, prefix: str) -> ReleaseRepo:
     (api / "api.txt").write_text("api\n")
     shutil.copy2(SAMPLE / ".dockerignore", api / ".dockerignore")
     (folder / "release.py").write_text(SPEC.format(prefix=prefix, smoke=SMOKE))
-    (folder / ".gitignore").write_text("dist/\n__pycache__/\n")
     shutil.copy2(IGNORE_FILE, folder / ".trivyignore.yaml")
+    return folder / "release.py"
+
+
+def make_monorepo(folder: Path, prefix: str) -> ReleaseRepo:
+    """The four images under `folder`, committed on `main` (no tag yet)."""
+    write_monorepo(folder, prefix)
+    (folder / ".gitignore").write_text("dist/\n__pycache__/\n")
     repo = ReleaseRepo(folder, f"{prefix}/base")
     repo.git("init", "-q", "-b", "main")
     repo.git("config", "user.email", "tests@example.invalid")
