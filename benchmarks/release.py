@@ -267,7 +267,10 @@ def _print(rounds: list[Round], console: Console, loads: list[float]) -> bool:
         values = [r.ratios()[key] for r in rounds]
         value = _median(values)
         percent = key in ("c", "d")
-        text = (lambda v: f"{v:.0%}") if percent else (lambda v: f"{v:.2f}")
+
+        def text(v: float, percent: bool = percent) -> str:
+            return f"{v:.0%}" if percent else f"{v:.2f}"
+
         goal = f"<= {GOALS[key]:.0%}" if percent else f"<= {GOALS[key]}"
         ok = value <= GOALS[key]
         met = met and ok
