@@ -3,26 +3,29 @@
 An image is built FROM another image of the spec when one of its Dockerfile's FROM lines (build
 arguments applied) names that image's repository, with or without a registry host (`acme/base`,
 `registry.example.com/acme/base:1`, `${REGISTRY}/acme/base`). The dependent image is then built
-after the other, and uses it by digest: buildx gets a named context
-(`--build-context acme/base=docker-image://host/acme/base@sha256:…`), so the Dockerfile stays as
-written and no tag is ever read.
+after the other, and uses it by digest, never by a tag: the build is given a copy of the
+Dockerfile whose FROM lines name `host/acme/base@sha256:…` (`pin_dockerfile`); the user's
+Dockerfile is never changed, and nothing of the FROM line enters the image.
 
-BuildKit looks a FROM's named context up by the reference's familiar form (Docker Hub's
-`docker.io/` and `library/` dropped, `:latest` dropped): `context_key` computes that key.
+Why not buildx's named contexts (`--build-context acme/base=docker-image://…@sha256:…`), which
+do the same without a copy: measured here (BuildKit 0.13, docker driver), an image exported with
+`rewrite-timestamp=true` FROM a named context had every base layer rewritten again at each build
+(13 s for the sample's two platforms), FROM the same digest written in the Dockerfile 1.2 s.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+
+from dockerfile_parse import DockerfileParser
 
 from pipeline.errors import SpecError
 from pipeline.preflight import parse_stages
 from pipeline.refs import ImageRef
 from pipeline.spec import Image
 from pipeline.specload import LoadedSpec
-
-DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io")
 
 
 @dataclass(frozen=True)
@@ -31,22 +34,6 @@ class SpecBase:
 
     reference: str  # as the FROM line reads, build arguments applied
     image: str  # the spec image it names
-
-
-def context_key(reference: str) -> str:
-    """The name BuildKit looks a FROM's named context up by (its familiar form, no :latest)."""
-    ref = ImageRef.parse(reference, argument="FROM")
-    host = ref.host
-    repository = ref.repository
-    if host in DOCKER_HUB:
-        host = None
-        repository = repository.removeprefix("library/")
-    text = f"{host}/{repository}" if host else repository
-    if ref.tag and ref.tag != "latest":
-        text += f":{ref.tag}"
-    if ref.digest:
-        text += f"@{ref.digest}"
-    return text
 
 
 def spec_bases(
@@ -126,3 +113,23 @@ def spec_graph(
 def references(graph: Mapping[str, Sequence[SpecBase]]) -> dict[str, frozenset[str]]:
     """image name -> the FROM references naming spec images (what preflight leaves alone)."""
     return {name: frozenset(b.reference for b in bases) for name, bases in graph.items()}
+
+
+def pin_dockerfile(text: str, build_args: Mapping[str, str], pins: Mapping[str, str]) -> str:
+    """The Dockerfile with every FROM whose image (build arguments applied) is a key of `pins`
+    naming `pins[key]` instead (`host/repo@sha256:…`); every other line as written."""
+    parser = DockerfileParser(fileobj=io.BytesIO(text.encode()), build_args=dict(build_args))
+    resolved = [s.base for s in parse_stages(text, build_args)]
+    lines = text.splitlines(keepends=True)
+    froms = [item for item in parser.structure if item["instruction"] == "FROM"]
+    for item, base in zip(froms, resolved, strict=False):
+        if base not in pins:
+            continue
+        words = item["value"].split()
+        at = next(i for i, w in enumerate(words) if not w.startswith("--"))
+        words[at] = pins[base]
+        first, last = item["startline"], item["endline"]
+        lines[first] = f"FROM {' '.join(words)}\n"
+        for index in range(first + 1, last + 1):
+            lines[index] = "\n"  # a continued FROM: its other lines are now in the first
+    return "".join(lines)

@@ -34,9 +34,6 @@ class BuildRequest:
     # BuildKit cache imports and exports (`type=registry,ref=…`, `type=gha,scope=…`, …).
     cache_from: tuple[str, ...] = ()
     cache_to: tuple[str, ...] = ()
-    # Named contexts: a FROM's name -> `docker-image://host/repo@sha256:…` (another image of the
-    # spec, by digest), so the Dockerfile is built as written.
-    build_contexts: Mapping[str, str] = field(default_factory=dict)
     builder: str | None = None  # a buildx builder of its own (the remote driver); None: default
     # BuildKit's own provenance sits inside the index and changes its digest at every build; the
     # release attests a signed SLSA provenance instead (pipeline.predicates), so it stays off.
@@ -52,7 +49,6 @@ class TestStageRequest:
     platform: str
     build_args: Mapping[str, str] = field(default_factory=dict)
     cache_from: tuple[str, ...] = ()
-    build_contexts: Mapping[str, str] = field(default_factory=dict)
     builder: str | None = None
 
 
@@ -93,7 +89,6 @@ def build_argv(request: BuildRequest) -> list[str]:
     for key in sorted(request.annotations):
         # On the index and on each platform manifest, so either one identifies the source.
         argv += ["--annotation", f"index,manifest:{key}={request.annotations[key]}"]
-    argv += _named_contexts(request.build_contexts)
     argv += _cache_args(request.cache_from, request.cache_to)
     argv.append(str(request.context))
     return argv
@@ -119,16 +114,8 @@ def test_stage_argv(request: TestStageRequest) -> list[str]:
     ]
     for key in sorted(request.build_args):
         argv += ["--build-arg", f"{key}={request.build_args[key]}"]
-    argv += _named_contexts(request.build_contexts)
     argv += _cache_args(request.cache_from, ())
     argv.append(str(request.context))
-    return argv
-
-
-def _named_contexts(contexts: Mapping[str, str]) -> list[str]:
-    argv: list[str] = []
-    for name in sorted(contexts):
-        argv += ["--build-context", f"{name}={contexts[name]}"]
     return argv
 
 

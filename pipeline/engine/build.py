@@ -7,9 +7,10 @@ For each image:
    new version by `sign`, re-tagged by `publish`, never rebuilt.
 2. The test stage builds (and so runs its tests) for the native platform while the release
    target builds for every platform into an OCI layout with labels, annotations and timestamps
-   rewritten to the epoch. Images of the spec it is built FROM come in by digest (buildx named
-   contexts). A platform with a native builder of its own (`build.builders`) is built there, at
-   the same time as the others, and the platforms are merged by digest (`engine.merge`).
+   rewritten to the epoch. Images of the spec it is built FROM come in by digest (a copy of the
+   Dockerfile naming them `host/repo@sha256:…`, `imagegraph.pin_dockerfile`). A platform with a
+   native builder of its own (`build.builders`) is built there, at the same time as the others,
+   and the platforms are merged by digest (`engine.merge`).
 3. The layout is pushed by digest through the registry client (retries included); the index
    digest comes from `--metadata-file` (or the merge), per-platform digests from the index.
 4. Each platform image runs its smoke test through the Docker SDK.
@@ -158,8 +159,31 @@ class PinnedBase:
     digest: str
 
     @property
-    def context(self) -> str:
-        return f"docker-image://{self.repository}@{self.digest}"
+    def pinned(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+
+def pinned_dockerfile(
+    ws: Workspace,
+    image: Image,
+    dockerfile: Path,
+    args: Mapping[str, str],
+    bases: Sequence[PinnedBase],
+) -> Path:
+    """A copy of the Dockerfile whose FROM lines name the spec images it is built FROM by digest
+    (`imagegraph.pin_dockerfile`), in this run's scratch folder, with its own ignore file when it
+    has one (`<Dockerfile>.dockerignore`); the context stays the image's."""
+    if not bases:
+        return dockerfile
+    folder = ws.scratch / "dockerfiles" / image.name
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = folder / dockerfile.name
+    pins = {b.reference: b.pinned for b in bases}
+    copy.write_text(imagegraph.pin_dockerfile(dockerfile.read_text(), args, pins))
+    specific = dockerfile.with_name(dockerfile.name + ".dockerignore")
+    if specific.is_file():
+        shutil.copyfile(specific, copy.with_name(specific.name))
+    return copy
 
 
 def pinned_bases(ws: Workspace, state: State, image: Image) -> list[PinnedBase]:
@@ -326,15 +350,14 @@ def _plan(
     """The buildx runs of one image: the test stage (native platform), the platforms on this
     machine in one build, and each platform with a native builder in a build of its own."""
     context = ws.loaded.resolve(image.context)
-    dockerfile = context / image.dockerfile
     args = build_args(ws, image)
+    dockerfile = pinned_dockerfile(ws, image, context / image.dockerfile, args, bases)
     slug = (
         "" if platforms == image.platforms else "-" + "-".join(map(paths.platform_slug, platforms))
     )
     layout_dir = ws.dist / "oci" / f"{image.name}{slug}"
     shutil.rmtree(layout_dir, ignore_errors=True)
     labels = oci_labels(image, ws.spec, ws.context, ws.tagset_for(image).version)
-    contexts = {imagegraph.context_key(b.reference): b.context for b in bases}
     native = builders.resolve(ws, ws.spec.build.builders)
     local = tuple(p for p in platforms if p not in native)
     groups: list[tuple[tuple[str, ...], builders.Native | None]] = [(local, None)] if local else []
@@ -357,7 +380,6 @@ def _plan(
             annotations=labels,
             cache_from=cache_from,
             cache_to=cache_to,
-            build_contexts=contexts,
             builder=where.builder if where else None,
             source_date_epoch=REPRODUCIBLE_EPOCH,
         )
@@ -375,7 +397,6 @@ def _plan(
             platform=native_platform(),
             build_args=args,
             cache_from=cache_settings(ws, image)[0],
-            build_contexts=contexts,
         )
         jobs.insert(0, _Job("test", (native_platform(),), None, tests))
         label += f" and tests (stage {image.test_target}, {native_platform()})"
@@ -443,7 +464,11 @@ def build_image(
     # (twice as fast as pulling the digest back); the scan stage removes it.
     ui.ok(f"{image.name}: pushed {state.repository}@{index_digest}")
     if image.smoke_test:
-        smoke_test(ws, image, state)
+        if ws.defer_smoke:  # the scan step runs it beside Trivy, both read the pushed image
+            with ws.state_lock:
+                ws.smoke_tests[image.name] = lambda: smoke_test(ws, image, state)
+        else:
+            smoke_test(ws, image, state)
     return state
 
 

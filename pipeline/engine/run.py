@@ -89,6 +89,7 @@ def run_images(
     save: Callable[[], None] | None,
 ) -> None:
     """`steps` for every image of this run, images side by side (see `engine.schedule`)."""
+    ws.defer_smoke = "build" in steps and "scan" in steps
     if "build" in steps:
         names = build.build_order(ws)
     else:

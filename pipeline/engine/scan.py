@@ -129,11 +129,17 @@ def scan_step(ws: Workspace, state: State, name: str) -> None:
         return job, scan_platform(ws, trivy, job, database)
 
     label = f"{name}: trivy on {', '.join(j.platform for j in jobs)}"
+    with ws.state_lock:
+        smoke = ws.smoke_tests.pop(name, None)
     with (
         ui.progress(label, row=(name, "")),
-        ThreadPoolExecutor(max_workers=min(len(jobs), 4)) as pool,
+        ThreadPoolExecutor(max_workers=min(len(jobs), 4) + 1) as pool,
     ):
+        # The build's smoke test, when it left it for now, runs beside the scans.
+        smoked = pool.submit(smoke) if smoke is not None else None
         results = list(pool.map(scan_one, jobs))
+        if smoked is not None:
+            smoked.result()
     if ws.push:
         drop_pushed_layout(image)
     verdicts: list[tuple[Job, gate.Verdict, list[gate.Suppressed]]] = []

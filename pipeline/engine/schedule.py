@@ -3,8 +3,8 @@ side, an image built FROM another image of the spec only after that one's build.
 
 - At most `workers(spec)` steps run at once: the spec's `build.max_parallel`, never more than the
   machine's cores (each step runs tools that use a core or more of their own).
-- Ready steps start in order of how much waits on them: the builds other images are built FROM
-  first, then images further along (so finished images leave the machine early).
+- Ready steps start in order of how much work waits on them: a build others are built FROM
+  first (its own chain and theirs), then the longest chains left.
 - The first failure stops the release: no new step starts, the running ones finish (their tools
   are not killed half-way through a push), and the failure is raised once they have. The images
   that did not finish carry the error in the state; nothing is published (publish runs after
@@ -100,7 +100,8 @@ class _Scheduler:
         self.steps = list(steps)
         self.building = "build" in steps
         self.waiting_on = {n: {d for d in needs.get(n, ()) if d in images} for n in images}
-        self.weight = {n: sum(n in self.waiting_on[o] for o in images) for n in images}
+        # What waits on an image's build: the chains of every image built FROM it, at any depth.
+        self.dependents = {n: self._dependents(n) for n in images}
         self.next_step = dict.fromkeys(images, 0)
         self.built: set[str] = set()
         self.running: dict[Future[None], tuple[Unit, float, float]] = {}
@@ -118,8 +119,26 @@ class _Scheduler:
             if step == "build" and self.building and not self.waiting_on[name] <= self.built:
                 continue
             found.append(Unit(name, step, index))
-        # What others wait on first, then images further along, then spec order.
-        return sorted(found, key=lambda u: (-self.weight[u.image] * (u.step == "build"), -u.index))
+        # The longest work waiting on a unit first (its own steps left, and for a build the
+        # chains of the images built FROM it), then spec order.
+        return sorted(found, key=lambda u: -self.rank(u))
+
+    def rank(self, unit: Unit) -> int:
+        own = len(self.steps) - unit.index
+        if unit.step != "build" or not self.building:
+            return own
+        return own + len(self.steps) * len(self.dependents[unit.image])
+
+    def _dependents(self, name: str) -> set[str]:
+        found: set[str] = set()
+        todo = [name]
+        while todo:
+            current = todo.pop()
+            for other in self.images:
+                if current in self.waiting_on[other] and other not in found:
+                    found.add(other)
+                    todo.append(other)
+        return found
 
     def start(self, unit: Unit, future: Future[None]) -> None:
         started = time.monotonic()

@@ -14,11 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import platform as host
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 from pipeline import __version__, paths, predicates, ui
-from pipeline.adapters.cosign import signature_tag
+from pipeline.adapters.cosign import Cosign, signature_tag
 from pipeline.engine import changes
 from pipeline.engine.verify import split_repository, verify_digest
 from pipeline.engine.workspace import Workspace
@@ -161,6 +161,46 @@ def write_provenance(ws: Workspace, state: State, image: ImageState) -> Path:
     return out
 
 
+Job = tuple[DigestRef, str, Path]  # (digest, attestation kind, predicate file)
+
+
+def _attest_in_turn(ws: Workspace, cosign: Cosign, jobs: list[Job]) -> None:
+    """One digest's attestations, one `cosign attest` after another (keyless: each process
+    gets its certificate from Fulcio and attaches it with its attestation)."""
+    for ref, kind, predicate in jobs:
+        cosign.attest(ref, ws.identity, kind, predicate)
+
+
+def _attest_batched(
+    ws: Workspace, cosign: Cosign, image: ImageState, per_digest: list[list[Job]], pool: Executor
+) -> None:
+    """With a key: every attestation signed at once (`cosign attest --no-upload`, nothing
+    written to the registry), then each digest's attached by one process (`cosign attach
+    attestation`, one write of its `.att` tag). The same envelopes as `cosign attest` writes,
+    in the same order; only the many writes to one tag are gone."""
+    folder = ws.scratch / "attestations" / image.name
+    folder.mkdir(parents=True, exist_ok=True)
+    numbered = [
+        (digest_index, index, job)
+        for digest_index, jobs in enumerate(per_digest)
+        for index, job in enumerate(jobs)
+    ]
+
+    def envelope(item: tuple[int, int, Job]) -> Path:
+        digest_index, index, (ref, kind, predicate) = item
+        out = folder / f"{digest_index}-{index}-{kind}.json"
+        return cosign.attestation_envelope(ref, ws.identity, kind, predicate, out)
+
+    envelopes = list(pool.map(envelope, numbered))
+    by_digest: list[list[Path]] = [[] for _ in per_digest]
+    for (digest_index, _, _), path in zip(numbered, envelopes, strict=True):
+        by_digest[digest_index].append(path)
+    attach = [
+        (jobs[0][0], paths) for jobs, paths in zip(per_digest, by_digest, strict=True) if jobs
+    ]
+    list(pool.map(lambda item: cosign.attach_attestations(*item), attach))
+
+
 def _sign_image(ws: Workspace, state: State, image: ImageState) -> None:
     if image.scan is None or image.scan.verdict != "pass":
         raise GateFailed(
@@ -181,8 +221,8 @@ def _sign_image(ws: Workspace, state: State, image: ImageState) -> None:
     provenance = (
         write_provenance(ws, state, image) if "provenance" in ws.spec.sign.attestations else None
     )
-    # One worker per digest: attestations of the same digest share its `.att` tag, and two
-    # cosign processes appending to it at once would lose one of them.
+    # Attestations of the same digest share its `.att` tag: two cosign processes appending to it
+    # at once would lose one of them, so each digest's are written by one process at a time.
     per_digest: list[list[tuple[DigestRef, str, Path]]] = []
     on_index = [(index_ref, kind, path) for p in sorted(reports) for kind, path in reports[p]]
     if provenance is not None:
@@ -195,18 +235,17 @@ def _sign_image(ws: Workspace, state: State, image: ImageState) -> None:
             jobs.append((ref, "provenance", provenance))
         per_digest.append(jobs)
 
-    def attest_all(jobs: list[tuple[DigestRef, str, Path]]) -> None:
-        for ref, kind, predicate in jobs:
-            cosign.attest(ref, ws.identity, kind, predicate)
-
     count = sum(len(jobs) for jobs in per_digest)
-    # The index signature and the attestations of each digest live under different tags
-    # (.sig, and one .att per digest), so they are written at the same time.
     label = f"{image.name}: cosign sign {index_ref.digest.short()}… and {count} attestation(s)"
     annotations = signature_annotations(ws, image)
     with ui.progress(label, row=(image.name, "")), ThreadPoolExecutor(4) as pool:
+        # The index signature and the attestations of each digest live under different tags
+        # (.sig, and one .att per digest), so they are written at the same time.
         signed = pool.submit(cosign.sign, index_ref, ws.identity, annotations)
-        list(pool.map(attest_all, per_digest))
+        if ws.identity.key is not None:
+            _attest_batched(ws, cosign, image, per_digest, pool)
+        else:
+            list(pool.map(lambda jobs: _attest_in_turn(ws, cosign, jobs), per_digest))
         signed.result()
     image.signature = f"{image.repository}:{signature_tag(image.index_digest or '')}"
     digests = [image.index_digest or "", *image.platforms.values()]

@@ -14,17 +14,22 @@ A digest passes when:
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-from pipeline import gate, oci, predicates
+from pipeline import __version__, gate, oci, predicates
 from pipeline.adapters.cosign import signature_tag
 from pipeline.adapters.registry import RegistryClient
 from pipeline.engine.workspace import Workspace
 from pipeline.errors import VerifyFailed
+from pipeline.paths import cache_dir
 from pipeline.refs import DigestRef
 from pipeline.state import ScanState
 from pipeline.versions import fill
@@ -69,13 +74,51 @@ def verify_digest(
     through_tag: str | None = None,
     allow_fixtures: bool = False,
 ) -> Verified:
-    """Verify `repository@digest` (repository is host/path) or raise VerifyFailed."""
+    """Verify `repository@digest` (repository is host/path) or raise VerifyFailed.
+
+    A digest this machine verified before with exactly the same inputs (the signature and
+    attestation manifests, by digest; the public key; the policy; the tag and commit) is not
+    verified again: the result is read from the verification cache (`cache_key`)."""
     client = client or ws.client
     _, path = split_repository(repository)
     manifest = client.resolve(path, digest)
     if manifest is None:
         raise VerifyFailed(f"{repository}@{digest} does not exist in the registry")
     platforms = oci.platform_digests(manifest.document) if manifest.is_index else {}
+    key = cache_key(
+        ws,
+        client,
+        path,
+        digest=digest,
+        platforms=platforms,
+        through_tag=through_tag,
+        allow_fixtures=allow_fixtures,
+    )
+    cached = _cached(key) if key else None
+    if cached is not None:
+        return cached
+    result = _verify(
+        ws,
+        repository,
+        digest,
+        platforms,
+        through_tag=through_tag,
+        allow_fixtures=allow_fixtures,
+    )
+    if key:
+        _remember(key, result)
+    return result
+
+
+def _verify(
+    ws: Workspace,
+    repository: str,
+    digest: str,
+    platforms: dict[str, str],
+    *,
+    through_tag: str | None,
+    allow_fixtures: bool,
+) -> Verified:
     cosign = ws.cosign()
     expected_ref = signed_ref(ws, through_tag, repository)
     kinds = [k for k in ws.spec.sign.attestations if k in ("cyclonedx", "vuln", "provenance")]
@@ -157,6 +200,88 @@ def verify_digest(
         built_revision=str(built_revision) if built_revision else None,
         built_version=str(built_version) if built_version else None,
     )
+
+
+def cache_key(
+    ws: Workspace,
+    client: RegistryClient,
+    path: str,
+    *,
+    digest: str,
+    platforms: Mapping[str, str],
+    through_tag: str | None,
+    allow_fixtures: bool,
+) -> str | None:
+    """What a verification depends on, as one digest; None when it cannot be cached.
+
+    Key signatures only (a keyless certificate's validity depends on the time of the check),
+    with a public key this run can read. The signature and every attestation manifest are named
+    by their registry digests (read now: a new signature or attestation is a new key), with the
+    public key's text, the scan policy and ignore file, the attestations the spec asks for, the
+    source and workflow the provenance must name, the tag reached, this commit and this
+    version of the tool."""
+    identity = ws.identity
+    if identity.keyless is not None or not identity.public_key:
+        return None
+    public = _public_key_text(ws, identity.public_key)
+    if public is None:
+        return None
+    manifests = [client.digest_of(path, signature_tag(digest))]
+    manifests += [
+        client.digest_of(path, signature_tag(d, "att")) for d in [digest, *platforms.values()]
+    ]
+    if any(m is None for m in manifests):
+        return None  # verified in full, which says what is missing
+    ignore = ws.loaded.resolve(ws.spec.scan.ignore_file) if ws.spec.scan.ignore_file else None
+    facts = {
+        "tool": __version__,
+        "registry": client.host,
+        "path": path,
+        "digest": digest,
+        "manifests": manifests,
+        "public_key": "".join(public.split()),
+        "scan": repr(ws.spec.scan),
+        "ignore": ignore.read_text() if ignore is not None and ignore.is_file() else None,
+        "attestations": list(ws.spec.sign.attestations),
+        "source": ws.context.source_url,
+        "workflow": ws.context.workflow_ref,
+        "fixtures": allow_fixtures or ws.fixtures_allowed,
+        "through": through_tag,
+        "commit": ws.context.sha,
+    }
+    text = json.dumps(facts, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _public_key_text(ws: Workspace, reference: str) -> str | None:
+    if reference.startswith("env://"):
+        name = reference.removeprefix("env://")
+        return ws.signing.cosign_env.get(name) or ws.environ.get(name) or None
+    if "://" in reference:
+        return None  # a KMS: what it holds is not read here
+    path = Path(reference)
+    return path.read_text() if path.is_file() else None
+
+
+def _cache_file(key: str) -> Path:
+    return cache_dir() / "verified" / key[:2] / f"{key}.json"
+
+
+def _cached(key: str) -> Verified | None:
+    try:
+        data = json.loads(_cache_file(key).read_text())
+        scan = ScanState(**data.pop("scan"))
+        return Verified(scan=scan, **data)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _remember(key: str, result: Verified) -> None:
+    target = _cache_file(key)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(asdict(result), sort_keys=True))
+    tmp.replace(target)
 
 
 def choose_payload(

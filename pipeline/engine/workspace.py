@@ -86,6 +86,9 @@ class Workspace:
     db_record: dict[str, Any] | None = None
     findings: dict[str, list[Any]] = field(default_factory=dict)
     warned_throwaway: bool = False
+    # Smoke tests left by the build for the scan to run beside Trivy (a release, one process).
+    defer_smoke: bool = False
+    smoke_tests: dict[str, Any] = field(default_factory=dict)
     _signing: Signing | None = None
 
     @property

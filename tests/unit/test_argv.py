@@ -35,7 +35,6 @@ def test_build_argv() -> None:
         annotations={"org.opencontainers.image.title": "web"},
         cache_from=("type=registry,ref=reg/cache/web:web",),
         cache_to=("type=registry,ref=reg/cache/web:web,mode=max,ignore-error=true",),
-        build_contexts={"acme/base": "docker-image://reg/acme/base@sha256:" + "c" * 64},
         source_date_epoch=1700000000,
     )
     assert docker_cli.build_argv(request) == [
@@ -50,7 +49,6 @@ def test_build_argv() -> None:
         "--secret", "id=npm,env=NPM_TOKEN",
         "--label", "org.opencontainers.image.title=web",
         "--annotation", "index,manifest:org.opencontainers.image.title=web",
-        "--build-context", "acme/base=docker-image://reg/acme/base@sha256:" + "c" * 64,
         "--cache-from", "type=registry,ref=reg/cache/web:web",
         "--cache-to", "type=registry,ref=reg/cache/web:web,mode=max,ignore-error=true",
         "/src",

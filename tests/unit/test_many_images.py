@@ -122,17 +122,28 @@ def test_image_policy_keeps_the_spec_rules_with_its_own_release_tag() -> None:
 # --- the build graph -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("reference", "key"),
-    [
-        ("acme/base", "acme/base"),
-        ("acme/base:latest", "acme/base"),
-        ("docker.io/library/debian:12", "debian:12"),
-        ("reg.example.com:5000/acme/base:1", "reg.example.com:5000/acme/base:1"),
-    ],
-)
-def test_named_context_keys_are_buildkit_s(reference: str, key: str) -> None:
-    assert imagegraph.context_key(reference) == key
+def test_a_pinned_dockerfile_names_the_spec_image_by_digest_and_keeps_the_rest() -> None:
+    text = (
+        "# syntax=docker/dockerfile:1\n"
+        "ARG REG=reg.example.com\n"
+        "FROM --platform=$BUILDPLATFORM ${REG}/acme/base:1 \\\n"
+        "    AS one\n"
+        "RUN true\n"
+        "FROM debian:12\n"
+        "FROM acme/base\n"
+    )
+    digest = "reg.example.com/acme/base@sha256:" + "a" * 64
+    pins = {"reg.example.com/acme/base:1": digest, "acme/base": digest}
+    pinned = imagegraph.pin_dockerfile(text, {}, pins).splitlines()
+    assert pinned == [
+        "# syntax=docker/dockerfile:1",
+        "ARG REG=reg.example.com",
+        f"FROM --platform=$BUILDPLATFORM {digest} AS one",
+        "",
+        "RUN true",
+        "FROM debian:12",
+        f"FROM {digest}",
+    ]
 
 
 def test_a_from_naming_a_spec_repository_with_or_without_host() -> None:
