@@ -108,6 +108,7 @@ def run_images(
 
     def failed(unit: schedule.Unit, error: BaseException) -> None:
         with ws.state_lock:
+            ws.failed_step = ws.failed_step or unit.step
             image = state.images.get(unit.image)
             if image is None:  # failed before its build was recorded: the report still names it
                 spec_image = ws.image(unit.image)
@@ -294,6 +295,9 @@ def _run_steps(
                         run_images(ws, state, group, options, save=save)
                     else:
                         STEP_FUNCTIONS[group[0]](ws, state, options)
+            except BaseException:
+                outcome.step = ws.failed_step or outcome.step  # the step that failed, by name
+                raise
             finally:
                 for step in group:
                     state.done(step, 0.0)

@@ -88,6 +88,7 @@ class Workspace:
     warned_throwaway: bool = False
     # Smoke tests left by the build for the scan to run beside Trivy (a release, one process).
     defer_smoke: bool = False
+    failed_step: str | None = None  # the first image step that failed (the report names it)
     smoke_tests: dict[str, Any] = field(default_factory=dict)
     _signing: Signing | None = None
 
