@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pipeline.errors import SpecError
-from pipeline.versions import release_version, release_versions
+from pipeline.versions import exact_release_version, release_version, release_versions
 
 System = Literal["github", "gitlab", "local"]
 EventKind = Literal["tag", "branch", "pull_request", "dispatch", "local"]
@@ -77,6 +77,9 @@ class ReleaseContext:
     source_url: str | None = None
     dirty: bool = False
     releases: tuple[str, ...] = ()  # known release versions, lowest first
+    # Every git tag name of the repository (and this run's tag): per-image release tags
+    # (`api/v{{version}}`) find their own known releases in it.
+    git_tags: tuple[str, ...] = ()
     shallow: bool = False  # the release list came from a shallow checkout
     # Where the run is, for the provenance: the CI run's URL, and the CI definition that runs it
     # (GitHub's workflow ref `owner/repo/.github/workflows/x.yml@refs/…`, GitLab's CI config).
@@ -129,6 +132,7 @@ class ReleaseContext:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["releases"] = list(self.releases)
+        data["git_tags"] = list(self.git_tags)
         data["short_sha"] = self.short_sha
         return data
 
@@ -163,10 +167,14 @@ def _sha(environ: Mapping[str, str], name: str, system: str) -> str:
 
 
 def _versions(git: GitFacts | None, release_tag: str, current: str | None) -> tuple[str, ...]:
+    return release_versions(_tag_names(git, current), release_tag)
+
+
+def _tag_names(git: GitFacts | None, current: str | None) -> tuple[str, ...]:
     names = [*git.tags, *git.head_tags] if git else []
     if current is not None:
         names.append(current)
-    return release_versions(names, release_tag)
+    return tuple(sorted(set(names)))
 
 
 def detect(
@@ -176,16 +184,19 @@ def detect(
     git: GitFacts | None,
     release_tag: str = "v{{version}}",
     default_branch: str = "main",
+    image_release_tags: tuple[str, ...] = (),
 ) -> ReleaseContext:
     """The context from the environment and the checkout's facts. Pure given its inputs.
 
     `default_branch` is the fallback (the spec's `ci.default_branch`) when nothing better is known.
+    `image_release_tags` are the images' own release tag patterns (`api/v{{version}}`): on a
+    local checkout a HEAD tag of one of them is a release too (CI names its tag itself).
     """
     if environ.get("GITHUB_ACTIONS") == "true":
         return _github(environ, read_event, git, release_tag)
     if environ.get("GITLAB_CI") == "true":
         return _gitlab(environ, git, release_tag, default_branch)
-    return _local(git, release_tag, default_branch)
+    return _local(git, release_tag, default_branch, image_release_tags)
 
 
 def _facts_for(git: GitFacts | None, sha: str) -> GitFacts | None:
@@ -270,6 +281,7 @@ def _github(
         source_url=source,
         dirty=facts.dirty if facts else False,
         releases=_versions(git, release_tag, tag),
+        git_tags=_tag_names(git, tag),
         shallow=git.shallow if git else False,
         run_url=run_url,
         workflow_ref=environ.get("GITHUB_WORKFLOW_REF") or None,
@@ -358,6 +370,7 @@ def _gitlab(
         source_url=environ.get("CI_PROJECT_URL") or None,
         dirty=facts.dirty if facts else False,
         releases=_versions(git, release_tag, tag),
+        git_tags=_tag_names(git, tag),
         shallow=git.shallow if git else False,
         run_url=environ.get("CI_JOB_URL") or environ.get("CI_PIPELINE_URL") or None,
         workflow_ref=_gitlab_config_ref(environ, tag, branch),
@@ -374,13 +387,26 @@ def _gitlab_config_ref(
     return f"{project}//{config}@{ref}" if project and ref else None
 
 
-def _local(git: GitFacts | None, release_tag: str, fallback_default: str) -> ReleaseContext:
+def _local(
+    git: GitFacts | None,
+    release_tag: str,
+    fallback_default: str,
+    image_release_tags: tuple[str, ...] = (),
+) -> ReleaseContext:
     if git is None:
         raise SpecError(
             "local context: not inside a git repository with a commit; a release is built from "
             "a commit (git init, git commit), or run in GitHub Actions or GitLab CI"
         )
     tagged = [(v, t) for t in git.head_tags if (v := release_version(t, release_tag)) is not None]
+    # A HEAD tagged only with an image's own release tag releases that image (the spec's own
+    # release tag wins when both are there; then the first image's pattern that matches).
+    for pattern in image_release_tags:
+        if tagged:
+            break
+        tagged = [
+            (v, t) for t in git.head_tags if (v := exact_release_version(t, pattern)) is not None
+        ]
     tag: str | None = None
     if tagged:
         tag = max(tagged, key=lambda item: (item[0], item[1]))[1]
@@ -404,6 +430,7 @@ def _local(git: GitFacts | None, release_tag: str, fallback_default: str) -> Rel
         source_url=git.remote_url,
         dirty=git.dirty,
         releases=_versions(git, release_tag, tag),
+        git_tags=_tag_names(git, tag),
         shallow=git.shallow,
     )
 

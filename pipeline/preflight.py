@@ -209,12 +209,15 @@ def check_dockerfile(
     target: str | None,
     build_args: Mapping[str, str],
     levels: Mapping[str, Level],
+    spec_bases: frozenset[str] = frozenset(),
 ) -> list[Finding]:
+    """`spec_bases`: FROM references that name another image of the spec, which the release
+    builds first and passes in by digest (so they are neither untagged nor floating)."""
     stages = parse_stages(text, build_args)
     if not stages:
         return [Finding("non_root_user", "error", image, dockerfile, "the Dockerfile has no FROM")]
     final = next((s for s in stages if s.name == target), stages[-1]) if target else stages[-1]
-    raw = _base_findings(stages) + _user_findings(final) + _healthcheck_findings(final)
+    raw = _base_findings(stages, spec_bases) + _user_findings(final) + _healthcheck_findings(final)
     raw += _secret_findings(stages)
     found = []
     for check, line, message in raw:
@@ -227,12 +230,12 @@ def check_dockerfile(
 _Raw = tuple[str, int, str]  # (check, line, message)
 
 
-def _base_findings(stages: list[Stage]) -> list[_Raw]:
+def _base_findings(stages: list[Stage], spec_bases: frozenset[str] = frozenset()) -> list[_Raw]:
     names = {s.name for s in stages if s.name}
     found: list[_Raw] = []
     for stage in stages:
         base = stage.base
-        if base == "scratch" or base in names or "$" in base:
+        if base == "scratch" or base in names or "$" in base or base in spec_bases:
             continue
         _, tag, digest = _split_ref(base)
         if digest is None and (tag is None or tag == "latest"):
@@ -294,19 +297,27 @@ def _secret_findings(stages: list[Stage]) -> list[_Raw]:
 
 
 def run_preflight(
-    loaded: LoadedSpec, build_args: Mapping[str, Mapping[str, str]] | None = None
+    loaded: LoadedSpec,
+    build_args: Mapping[str, Mapping[str, str]] | None = None,
+    spec_bases: Mapping[str, frozenset[str]] | None = None,
 ) -> Report:
-    """Check every image; `build_args` (per image name) are the ones the build will really use."""
+    """Check every image; `build_args` (per image name) are the ones the build will really use,
+    `spec_bases` (per image name) the FROM references that name other images of the spec."""
     levels = loaded.spec.preflight.levels
     findings: list[Finding] = []
     for image in loaded.spec.images:
         args = (build_args or {}).get(image.name, image.build_args)
-        findings += _image_findings(loaded, image, levels, args)
+        internal = (spec_bases or {}).get(image.name, frozenset())
+        findings += _image_findings(loaded, image, levels, args, internal)
     return Report(tuple(findings))
 
 
 def _image_findings(
-    loaded: LoadedSpec, image: Image, levels: Mapping[str, Level], build_args: Mapping[str, str]
+    loaded: LoadedSpec,
+    image: Image,
+    levels: Mapping[str, Level],
+    build_args: Mapping[str, str],
+    spec_bases: frozenset[str] = frozenset(),
 ) -> list[Finding]:
     context = loaded.resolve(image.context)
     dockerfile = context / image.dockerfile
@@ -325,6 +336,7 @@ def _image_findings(
         target=image.target,
         build_args=build_args,
         levels=levels,
+        spec_bases=spec_bases,
     )
     return found
 
@@ -341,11 +353,12 @@ def enforce(
     build_args: Mapping[str, Mapping[str, str]] | None = None,
     *,
     stdout: bool = False,
+    spec_bases: Mapping[str, frozenset[str]] | None = None,
 ) -> Report:
     """Run the checks, print them (on stdout for `pipeline preflight`, whose result they are),
     and stop the release on any error-level finding."""
 
-    report = run_preflight(loaded, build_args)
+    report = run_preflight(loaded, build_args, spec_bases)
     if report.findings:
         table = Table(title="Preflight")
         for column in ("Level", "Check", "Image", "Where", "Finding"):

@@ -76,30 +76,6 @@ class BuildSecret:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Image:
-    """One image: built for every platform into a single OCI index."""
-
-    name: str
-    repository: str  # path inside the registry, e.g. "acme/web"
-    context: str = "."  # relative to the spec file's directory
-    dockerfile: str = "Dockerfile"  # relative to `context`
-    target: str | None = None
-    # A Dockerfile stage that runs the image's own tests; built for the native platform first.
-    test_target: str | None = None
-    # The build argument that names the base image. When the Dockerfile's default base cannot be
-    # pulled (offline machines) the built-in local base is passed in it; PIPELINE_BASE_IMAGE wins.
-    base_image_arg: str | None = None
-    build_args: Mapping[str, str] = field(default_factory=_frozen_map)
-    secrets: tuple[BuildSecret, ...] = ()
-    platforms: tuple[str, ...] = ("linux/amd64", "linux/arm64")
-    description: str = ""
-    licenses: str = ""
-    # A command (argv) run in a container of the built image on every platform as a smoke test.
-    # It runs as given: its first word replaces the image's ENTRYPOINT.
-    smoke_test: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, kw_only=True)
 class SemverTag:
     """A tag from the release version: {{version}} {{major}} {{minor}} {{patch}} {{raw}}."""
 
@@ -151,6 +127,35 @@ class TagPolicy:
     prefix: str = ""
     suffix: str = ""
     latest: Literal["auto", "true", "false"] = "auto"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Image:
+    """One image: built for every platform into a single OCI index."""
+
+    name: str
+    repository: str  # path inside the registry, e.g. "acme/web"
+    context: str = "."  # relative to the spec file's directory
+    dockerfile: str = "Dockerfile"  # relative to `context`
+    target: str | None = None
+    # A Dockerfile stage that runs the image's own tests; built for the native platform first.
+    test_target: str | None = None
+    # The build argument that names the base image. When the Dockerfile's default base cannot be
+    # pulled (offline machines) the built-in local base is passed in it; PIPELINE_BASE_IMAGE wins.
+    base_image_arg: str | None = None
+    build_args: Mapping[str, str] = field(default_factory=_frozen_map)
+    secrets: tuple[BuildSecret, ...] = ()
+    platforms: tuple[str, ...] = ("linux/amd64", "linux/arm64")
+    description: str = ""
+    licenses: str = ""
+    # A command (argv) run in a container of the built image on every platform as a smoke test.
+    # It runs as given: its first word replaces the image's ENTRYPOINT.
+    smoke_test: tuple[str, ...] = ()
+    # The git tag that releases this image alone (a monorepo's `api/v{{version}}`); None: the
+    # spec's `tags.release_tag` releases it with every other image that has no tag of its own.
+    release_tag: str | None = None
+    # Its own tag policy (rules, prefix, suffix, latest); None: the spec's `tags`.
+    tags: TagPolicy | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -301,10 +306,64 @@ class CIOptions:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Builder:
+    """Where one platform builds natively: a Docker host, or a BuildKit daemon.
+
+    `endpoint` is a docker context's name, `tcp://host:2376` (TLS with the three files below),
+    `ssh://user@host`, or `unix:///path`; with `driver="remote"` it is a BuildKit daemon's
+    address (`tcp://host:1234`, `unix:///run/buildkit/buildkitd.sock`), reached through buildx's
+    remote driver. The files are relative to the spec file's folder; a client key is a path,
+    never a value.
+    """
+
+    endpoint: str
+    driver: Literal["docker", "remote"] = "docker"
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CachePolicy:
+    """BuildKit's layer cache between releases; never the release repository.
+
+    - `auto`: GitHub's cache service (`type=gha`) on GitHub Actions when its runtime variables are
+      there, else none but the builder's own;
+    - `registry`: `ref` is a repository of its own (`host/cache/app`); each image and platform
+      gets a tag there;
+    - `local`: `directory` (relative to the spec file's folder) keeps one folder per image;
+    - `gha`: GitHub's cache service, one scope per image and platform;
+    - `none`: only what the builder keeps by itself.
+    PIPELINE_BUILD_CACHE overrides it: `none`, `gha`, `local:DIR` or `registry:HOST/REPO`.
+    """
+
+    type: Literal["auto", "none", "registry", "local", "gha"] = "auto"
+    ref: str | None = None
+    directory: str | None = None
+    mode: Literal["min", "max"] = "max"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildPolicy:
+    """How the images of a release are built."""
+
+    # Images in flight at once; never more than the machine's cores (0: one per core).
+    max_parallel: int = 0
+    # A native builder per platform; a platform not named builds on this machine's docker.
+    builders: Mapping[str, Builder] = field(default_factory=lambda: MappingProxyType({}))
+    cache: CachePolicy = field(default_factory=CachePolicy)
+    # Reuse the last signed release of an image whose inputs are unchanged (context files after
+    # .dockerignore, Dockerfile, build args, base digests, platforms, target): re-signed for the
+    # new version and re-tagged, not rebuilt.
+    reuse_unchanged: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
 class Spec:
     name: str
     images: tuple[Image, ...]
     registry: Registry = field(default_factory=Registry)
+    build: BuildPolicy = field(default_factory=BuildPolicy)
     tags: TagPolicy = field(default_factory=TagPolicy)
     scan: ScanPolicy = field(default_factory=ScanPolicy)
     sign: SignPolicy = field(default_factory=SignPolicy)

@@ -62,6 +62,14 @@ class ImageState:
     build_args: dict[str, str] = field(default_factory=dict)
     base_images: list[list[str | None]] = field(default_factory=list)
     context_digest: str | None = None  # the files the build was sent (pipeline.engine.buildcontext)
+    # Change detection: the digest over every input of the build (pipeline.engine.changes), and,
+    # when an earlier signed release had the same inputs, its version (reused, re-signed).
+    inputs: str | None = None
+    unchanged_since: str | None = None
+    needs: list[str] = field(default_factory=list)  # spec images it is built FROM
+    timings: dict[str, float] = field(default_factory=dict)  # step -> seconds, this image's
+    spans: dict[str, list[float]] = field(default_factory=dict)  # step -> [start, end], epoch s
+    error: str | None = None  # what stopped this image, when one did
 
     @property
     def digest_ref(self) -> str:

@@ -26,22 +26,32 @@ Output order is the rule order, `latest` just before the first sha tag; duplicat
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import semver
 
+from pipeline.errors import SpecError
 from pipeline.spec import (
     BranchTag,
+    Image,
     PullRequestTag,
     RawTag,
     SemverTag,
     ShaTag,
+    Spec,
     TagPolicy,
     TagRule,
 )
-from pipeline.versions import PLACEHOLDER, fill, parse_version, release_version
+from pipeline.versions import (
+    PLACEHOLDER,
+    exact_release_version,
+    exact_release_versions,
+    fill,
+    parse_version,
+    release_version,
+)
 
 if TYPE_CHECKING:
     from pipeline.context import ReleaseContext
@@ -163,7 +173,11 @@ class _Release:
         return True
 
 
-def compute(policy: TagPolicy, ctx: ReleaseContext) -> TagSet:
+def compute(
+    policy: TagPolicy, ctx: ReleaseContext, *, known: Sequence[str] | None = None
+) -> TagSet:
+    """The tags `ctx` publishes under `policy`; `known` are the release versions the floating
+    tags are ranked among (default: the context's releases under the spec's release tag)."""
     warnings: list[str] = []
     release: _Release | None = None
     sha_short = ctx.sha[:7]
@@ -175,9 +189,11 @@ def compute(policy: TagPolicy, ctx: ReleaseContext) -> TagSet:
                 f"X.Y.Z version): no version tags, only the commit tag"
             )
         else:
-            known = [v for v in map(parse_version, ctx.releases) if v is not None]
-            known.append(version)
-            stable = tuple(v for v in known if v.prerelease is None)
+            versions = [
+                v for v in map(parse_version, ctx.releases if known is None else known) if v
+            ]
+            versions.append(version)
+            stable = tuple(v for v in versions if v.prerelease is None)
             release = _Release(version=version, raw=ctx.tag, known=stable)
     elif ctx.event == "local":
         warnings.append(f"HEAD ({sha_short}) is detached and has no release tag: commit tag only")
@@ -289,3 +305,74 @@ def _finish(
             sha_tag = name
         result[name] = result.get(name, False) or tag.immutable
     return tuple(Tag(n, i) for n, i in result.items()), sha_tag
+
+
+# --- the images a release tag releases ---------------------------------------------------------
+
+
+def image_policy(spec: Spec, image: Image) -> TagPolicy:
+    """The tag policy of one image: its own `tags` or the spec's, with its own `release_tag`."""
+    policy = image.tags or spec.tags
+    if image.release_tag is not None:
+        policy = replace(policy, release_tag=image.release_tag)
+    return policy
+
+
+@dataclass(frozen=True)
+class ReleaseSet:
+    """What one run releases: the images its context selects, each with its own tags.
+
+    A tag matching an image's own `release_tag` (`api/v1.2.3`) releases that image alone; a
+    release tag of the spec (`v1.2.3`) releases every image without a release tag of its own;
+    branches, pull requests and tags that are no release take every image."""
+
+    tagsets: Mapping[str, TagSet]  # image name -> its tags, the selected images in spec order
+    tagset: TagSet  # the run's: its version, whether it publishes, every warning once
+    left_out: tuple[str, ...] = ()  # images of the spec this run does not release
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.tagsets)
+
+
+def selected_images(spec: Spec, ctx: ReleaseContext) -> tuple[Image, ...]:
+    images = spec.images
+    if ctx.tag is None or ctx.event not in ("tag", "dispatch"):
+        return images
+    own = tuple(
+        i for i in images if i.release_tag and exact_release_version(ctx.tag, i.release_tag)
+    )
+    if own:
+        return own
+    if release_version(ctx.tag, spec.tags.release_tag) is None:
+        return images  # not a release: every image gets its commit tag, as before
+    shared = tuple(i for i in images if i.release_tag is None)
+    if not shared:
+        patterns = ", ".join(f"{i.name}: {i.release_tag}" for i in images)
+        raise SpecError(
+            f"tag {ctx.tag}: releases no image; every image has a release tag of its own "
+            f"({patterns})"
+        )
+    return shared
+
+
+def release_set(spec: Spec, ctx: ReleaseContext) -> ReleaseSet:
+    chosen = selected_images(spec, ctx)
+    tagsets: dict[str, TagSet] = {}
+    for image in chosen:
+        policy = image_policy(spec, image)
+        known = (
+            exact_release_versions(ctx.git_tags, image.release_tag) if image.release_tag else None
+        )
+        tagsets[image.name] = compute(policy, ctx, known=known)
+    first = next(iter(tagsets.values()))
+    warnings = tuple(dict.fromkeys(w for ts in tagsets.values() for w in ts.warnings))
+    run = TagSet(
+        version=first.version,
+        tags=first.tags,
+        warnings=warnings,
+        publish=first.publish,
+        sha_tag=first.sha_tag,
+    )
+    left_out = tuple(i.name for i in spec.images if i.name not in tagsets)
+    return ReleaseSet(tagsets=tagsets, tagset=run, left_out=left_out)

@@ -29,6 +29,7 @@ from pipeline.spec import (
     SCAN_FORMATS,
     SEVERITIES,
     BranchTag,
+    Builder,
     Image,
     KeylessIdentity,
     PullRequestTag,
@@ -91,7 +92,9 @@ def validate(spec: Spec, base_dir: Path) -> None:
     for index, image in enumerate(spec.images):
         _check_image(image, f"images[{index}]", base_dir)
     _check_unique(spec.images)
+    _check_release_tags(spec)
     _check_registry(spec)
+    _check_build(spec, base_dir)
     _check_tags(spec.tags)
     _check_scan(spec, base_dir)
     _check_sign(spec)
@@ -173,6 +176,10 @@ def _check_image(image: Image, path: str, base: Path) -> None:
         )
     _check_build_inputs(image, path)
     _check_build_files(image, path, base)
+    if image.tags is not None:
+        _check_tags(image.tags, f"{path}.tags")
+    if image.release_tag is not None:
+        _check_release_tag(image.release_tag, f"{path}.release_tag")
 
 
 def _check_build_inputs(image: Image, path: str) -> None:
@@ -306,6 +313,122 @@ def _check_unique(images: Sequence[Image]) -> None:
         repositories[image.repository] = index
 
 
+def _check_release_tags(spec: Spec) -> None:
+    """Each image's own release tag is its own: not the spec's, not another image's."""
+    seen: dict[str, int] = {}
+    for index, image in enumerate(spec.images):
+        pattern = image.release_tag
+        if pattern is None:
+            continue
+        path = f"images[{index}].release_tag"
+        if pattern == spec.tags.release_tag:
+            raise fail(
+                path,
+                pattern,
+                "a release tag of this image's own (it is tags.release_tag, which releases "
+                "every image without one; leave it None)",
+                Text("None"),
+            )
+        if pattern.startswith("{{"):
+            raise fail(
+                path,
+                pattern,
+                "a release tag with a prefix of its own before {{version}} (like "
+                "'api/v{{version}}'), so a tag names one image",
+                f"{image.name}/v{{{{version}}}}",
+            )
+        if pattern in seen:
+            raise fail(path, pattern, f"unique (images[{seen[pattern]}] has the same release_tag)")
+        seen[pattern] = index
+
+
+ENDPOINT_SCHEMES = ("tcp://", "ssh://", "unix://", "npipe://")
+
+
+def _check_build(spec: Spec, base: Path) -> None:
+    build = spec.build
+    if build.max_parallel < 0:
+        raise fail("build.max_parallel", build.max_parallel, "0 (one per core) or more", 0)
+    built = sorted({p for image in spec.images for p in image.platforms})
+    for platform, builder in build.builders.items():
+        path = f"build.builders[{platform!r}]"
+        if platform not in built:
+            close = close_match(platform, built)
+            what = "a platform any image builds"
+            if close is None:
+                what += f" ({', '.join(built)})"
+            raise fail(path, platform, what, close)
+        _check_builder(builder, path, base)
+    _check_cache(spec)
+
+
+def _check_builder(builder: Builder, path: str, base: Path) -> None:
+    endpoint = builder.endpoint.strip()
+    if not endpoint:
+        raise fail(f"{path}.endpoint", builder.endpoint, "a builder endpoint (non-empty)")
+    if builder.driver == "remote" and not endpoint.startswith(("tcp://", "unix://")):
+        raise fail(
+            f"{path}.endpoint",
+            builder.endpoint,
+            "a BuildKit address for the remote driver (tcp://host:port or unix:///path)",
+        )
+    if "://" in endpoint and not endpoint.startswith(ENDPOINT_SCHEMES):
+        raise fail(
+            f"{path}.endpoint",
+            builder.endpoint,
+            "a docker endpoint (tcp://, ssh://, unix://) or a docker context's name",
+        )
+    if "://" not in endpoint and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", endpoint):
+        raise fail(f"{path}.endpoint", builder.endpoint, "a docker context's name")
+    files = {"ca_file": builder.ca_file, "cert_file": builder.cert_file}
+    files["key_file"] = builder.key_file
+    for name, value in files.items():
+        if value is not None and not (base / value).is_file():
+            raise fail(f"{path}.{name}", value, f"a file (relative to {base})")
+    if (builder.cert_file is None) != (builder.key_file is None):
+        missing = "key_file" if builder.key_file is None else "cert_file"
+        raise fail(f"{path}.{missing}", None, "set with the other half of the client certificate")
+    if any(files.values()) and not endpoint.startswith("tcp://"):
+        raise fail(
+            f"{path}.endpoint",
+            builder.endpoint,
+            "a tcp:// endpoint (TLS files are for tcp://; ssh and contexts bring their own)",
+        )
+
+
+def _check_cache(spec: Spec) -> None:
+    cache = spec.build.cache
+    if cache.type == "registry":
+        if not cache.ref:
+            raise fail(
+                "build.cache.ref", cache.ref, "a cache repository (host/path) for type='registry'"
+            )
+        host, _, repository = cache.ref.partition("/")
+        if not refs.is_host(host) or not refs.is_repository(repository):
+            raise fail("build.cache.ref", cache.ref, "a cache repository: host[:port]/path, no tag")
+        if repository in {image.repository for image in spec.images}:
+            raise fail(
+                "build.cache.ref",
+                cache.ref,
+                "a repository of its own (not a release repository: the cache never sits "
+                "beside released images)",
+            )
+    elif cache.ref is not None:
+        raise fail(
+            "build.cache.ref",
+            cache.ref,
+            f"unset for type={cache.type!r} (only 'registry' takes a ref)",
+        )
+    if cache.type == "local" and not (cache.directory or "").strip():
+        raise fail("build.cache.directory", cache.directory, "a directory for type='local'")
+    if cache.type != "local" and cache.directory is not None:
+        raise fail(
+            "build.cache.directory",
+            cache.directory,
+            f"unset for type={cache.type!r} (only 'local' takes a directory)",
+        )
+
+
 def _check_registry(spec: Spec) -> None:
     registry = spec.registry
     refs_host(registry.host, "registry.host")
@@ -316,22 +439,22 @@ def _check_registry(spec: Spec) -> None:
         _non_empty(registry.ca_file, "registry.ca_file", "a CA file path (or None)")
 
 
-def _check_tags(policy: TagPolicy) -> None:
-    _check_release_tag(policy.release_tag)
+def _check_tags(policy: TagPolicy, where: str = "tags") -> None:
+    _check_release_tag(policy.release_tag, f"{where}.release_tag")
     if policy.prefix and not TAG_AFFIX.fullmatch(policy.prefix):
         close = re.sub(r"[^A-Za-z0-9_.-]+", "-", policy.prefix).lstrip(".-")
         raise fail(
-            "tags.prefix",
+            f"{where}.prefix",
             policy.prefix,
             "a tag prefix ([A-Za-z0-9_.-], not starting with '.' or '-')",
             close or None,
         )
     if not TAG_SUFFIX.fullmatch(policy.suffix):
         close = re.sub(r"[^A-Za-z0-9_.-]+", "-", policy.suffix)
-        raise fail("tags.suffix", policy.suffix, "a tag suffix ([A-Za-z0-9_.-])", close or None)
+        raise fail(f"{where}.suffix", policy.suffix, "a tag suffix ([A-Za-z0-9_.-])", close or None)
     if len(policy.prefix) + len(policy.suffix) > MAX_AFFIX:
         raise fail(
-            "tags.suffix",
+            f"{where}.suffix",
             policy.suffix,
             f"short enough (prefix and suffix together at most {MAX_AFFIX} characters)",
         )
@@ -339,13 +462,13 @@ def _check_tags(policy: TagPolicy) -> None:
         return
     if not policy.rules:
         raise fail(
-            "tags.rules",
+            f"{where}.rules",
             policy.rules,
             "a non-empty tuple of tag rules",
             Text("None (the default)"),
         )
     for index, rule in enumerate(policy.rules):
-        _check_rule(rule, f"tags.rules[{index}]")
+        _check_rule(rule, f"{where}.rules[{index}]")
 
 
 def _check_rule(rule: object, path: str) -> None:
@@ -406,8 +529,7 @@ def _check_pattern(pattern: str, path: str) -> None:
         )
 
 
-def _check_release_tag(pattern: str) -> None:
-    path = "tags.release_tag"
+def _check_release_tag(pattern: str, path: str = "tags.release_tag") -> None:
     used = _placeholders(pattern, path)
     count = len(PLACEHOLDER.findall(pattern))
     if (

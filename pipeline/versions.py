@@ -44,6 +44,31 @@ def release_version(tag: str, pattern: str) -> semver.Version | None:
     return None
 
 
+def exact_release_version(tag: str, pattern: str) -> semver.Version | None:
+    """The version a git tag names under `pattern` only when it carries the pattern's own prefix
+    and suffix (`api/v1.2.3` under `api/v{{version}}`; a bare `1.2.3` is not): how a monorepo's
+    per-image release tag names its one image."""
+    match = PLACEHOLDER.search(pattern)
+    if match is None or match.group(1) != "version":
+        return None
+    prefix, suffix = pattern[: match.start()], pattern[match.end() :]
+    if not (tag.startswith(prefix) and tag.endswith(suffix)):
+        return None
+    if len(tag) <= len(prefix) + len(suffix):
+        return None
+    return parse_version(tag[len(prefix) : len(tag) - len(suffix)])
+
+
+def exact_release_versions(tags: Iterable[str], pattern: str) -> tuple[str, ...]:
+    """Distinct versions among git tag names with exactly `pattern`'s prefix, lowest first."""
+    found: dict[str, semver.Version] = {}
+    for name in tags:
+        version = exact_release_version(name, pattern)
+        if version is not None:
+            found.setdefault(str(version), version)
+    return tuple(str(v) for v in sorted(found.values(), key=lambda v: (v, str(v))))
+
+
 def release_versions(tags: Iterable[str], pattern: str) -> tuple[str, ...]:
     """Distinct release versions among git tag names, lowest first (semver order)."""
     found: dict[str, semver.Version] = {}

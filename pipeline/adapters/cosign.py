@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,19 +100,30 @@ def sign_argv(ref: DigestRef, identity: Identity, annotations: Mapping[str, str]
     return [*argv, str(ref)]
 
 
-def attest_argv(ref: DigestRef, identity: Identity, kind: str, predicate: Path) -> list[str]:
+def attest_argv(
+    ref: DigestRef, identity: Identity, kind: str, predicate: Path, *, upload: bool = True
+) -> list[str]:
+    """`upload=False`: the signed envelope is printed, not written to the registry."""
     return [
         "cosign",
         "attest",
         "--yes",
         *_signer(identity),
         *_tlog_sign(identity),
+        *([] if upload else ["--no-upload=true"]),
         "--type",
         PREDICATE_TYPES[kind],
         "--predicate",
         str(predicate),
         str(ref),
     ]
+
+
+def attach_attestations_argv(ref: DigestRef, envelopes: Sequence[Path]) -> list[str]:
+    argv = ["cosign", "attach", "attestation"]
+    for envelope in envelopes:
+        argv += ["--attestation", str(envelope)]
+    return [*argv, str(ref)]
 
 
 def verify_argv(ref: DigestRef, identity: Identity, expected_ref: str | None = None) -> list[str]:
@@ -201,6 +212,27 @@ class Cosign:
         self.runner.run(
             attest_argv(ref, identity, kind, predicate),
             error_message=f"cosign could not attach the {kind} attestation to {ref}",
+        )
+
+    def attestation_envelope(
+        self, ref: DigestRef, identity: Identity, kind: str, predicate: Path, out: Path
+    ) -> Path:
+        """A signed DSSE envelope of one attestation, written to `out` (nothing uploaded)."""
+        result = self.runner.run(
+            attest_argv(ref, identity, kind, predicate, upload=False),
+            error_message=f"cosign could not sign the {kind} attestation of {ref}",
+        )
+        envelope = result.stdout.strip()
+        if not envelope.startswith("{"):
+            raise VerifyFailed(f"cosign printed no attestation envelope for {kind} of {ref}")
+        out.write_text(envelope + "\n")
+        return out
+
+    def attach_attestations(self, ref: DigestRef, envelopes: Sequence[Path]) -> None:
+        """Attach signed envelopes to a digest in one write of its `.att` tag."""
+        self.runner.run(
+            attach_attestations_argv(ref, envelopes),
+            error_message=f"cosign could not attach {len(envelopes)} attestation(s) to {ref}",
         )
 
     def verify(

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline import buildlog
 from pipeline.adapters.runner import TIMED_OUT, Runner
 from pipeline.errors import EnvironmentProblem, last_line
 
@@ -33,8 +34,10 @@ class BuildRequest:
     secrets: tuple[tuple[str, str], ...] = ()  # (id, env var)
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
-    cache_ref: str | None = None  # registry cache, e.g. host/repo:buildcache
-    cache_export: bool = True
+    # BuildKit cache imports and exports (`type=registry,ref=…`, `type=gha,scope=…`, …).
+    cache_from: tuple[str, ...] = ()
+    cache_to: tuple[str, ...] = ()
+    builder: str | None = None  # a buildx builder of its own (the remote driver); None: default
     # BuildKit's own provenance sits inside the index and changes its digest at every build; the
     # release attests a signed SLSA provenance instead (pipeline.predicates), so it stays off.
     provenance: bool = False
@@ -49,7 +52,8 @@ class TestStageRequest:
     target: str
     platform: str
     build_args: Mapping[str, str] = field(default_factory=dict)
-    cache_ref: str | None = None
+    cache_from: tuple[str, ...] = ()
+    builder: str | None = None
     timeout_seconds: float | None = None
 
 
@@ -63,6 +67,7 @@ def build_argv(request: BuildRequest) -> list[str]:
         "docker",
         "buildx",
         "build",
+        *(["--builder", request.builder] if request.builder else []),
         "--progress",
         "plain",
         "--platform",
@@ -89,7 +94,7 @@ def build_argv(request: BuildRequest) -> list[str]:
     for key in sorted(request.annotations):
         # On the index and on each platform manifest, so either one identifies the source.
         argv += ["--annotation", f"index,manifest:{key}={request.annotations[key]}"]
-    argv += _cache_args(request.cache_ref, export=request.cache_export)
+    argv += _cache_args(request.cache_from, request.cache_to)
     argv.append(str(request.context))
     return argv
 
@@ -100,6 +105,7 @@ def test_stage_argv(request: TestStageRequest) -> list[str]:
         "docker",
         "buildx",
         "build",
+        *(["--builder", request.builder] if request.builder else []),
         "--progress",
         "plain",
         "--platform",
@@ -113,19 +119,33 @@ def test_stage_argv(request: TestStageRequest) -> list[str]:
     ]
     for key in sorted(request.build_args):
         argv += ["--build-arg", f"{key}={request.build_args[key]}"]
-    argv += _cache_args(request.cache_ref, export=False)
+    argv += _cache_args(request.cache_from, ())
     argv.append(str(request.context))
     return argv
 
 
-def _cache_args(cache_ref: str | None, *, export: bool) -> list[str]:
-    if not cache_ref:
-        return []
-    args = ["--cache-from", f"type=registry,ref={cache_ref}"]
-    if export:
-        # A cache that cannot be written is a warning in the log, never a failed release.
-        args += ["--cache-to", f"type=registry,ref={cache_ref},mode=max,ignore-error=true"]
-    return args
+def _cache_args(cache_from: tuple[str, ...], cache_to: tuple[str, ...]) -> list[str]:
+    argv: list[str] = []
+    for item in cache_from:
+        argv += ["--cache-from", item]
+    for item in cache_to:
+        argv += ["--cache-to", item]
+    return argv
+
+
+def create_remote_builder_argv(
+    name: str, endpoint: str, *, ca_file: Path | None, cert_file: Path | None, key_file: Path | None
+) -> list[str]:
+    """A buildx builder on a BuildKit daemon (the remote driver), TLS files as driver options."""
+    argv = ["docker", "buildx", "create", "--name", name, "--driver", "remote"]
+    options = [
+        f"{key}={value}"
+        for key, value in (("cacert", ca_file), ("cert", cert_file), ("key", key_file))
+        if value is not None
+    ]
+    if options:
+        argv += ["--driver-opt", ",".join(options)]
+    return [*argv, endpoint]
 
 
 @dataclass(frozen=True)
@@ -181,14 +201,38 @@ class DockerCli:
             ),
         )
 
+    def builder_exists(self, name: str) -> bool:
+        result = self.runner.run(["docker", "buildx", "inspect", name], check=False, quiet=True)
+        return result.exit_code == 0
+
+    def create_remote_builder(
+        self,
+        name: str,
+        endpoint: str,
+        *,
+        ca_file: Path | None = None,
+        cert_file: Path | None = None,
+        key_file: Path | None = None,
+    ) -> None:
+        self.runner.run(
+            create_remote_builder_argv(
+                name, endpoint, ca_file=ca_file, cert_file=cert_file, key_file=key_file
+            ),
+            error_message=f"buildx could not create a builder for the BuildKit at {endpoint}",
+        )
+
+    def remove_builder(self, name: str) -> None:
+        self.runner.run(["docker", "buildx", "rm", name], check=False, quiet=True)
+
     def version(self) -> str:
         return self.runner.run(["docker", "buildx", "version"], quiet=True).stdout.strip()
 
 
 def build_failure(stderr: str, exit_code: int, *, stage: str | None = None) -> str:
-    """What a failed build says: the first `ERROR:` line buildx printed, which names the failing
-    step (for the test `stage`: the image's tests failed); a lost or hung Docker host is said as
-    such, never as failed tests."""
+    """What a failed build says. A lost or hung Docker host is said as such, never as failed
+    tests; else buildx's own error line (`failed to solve: …`, which names the failing step; not
+    the first `ERROR:` line, which may be a cache importer's warning), and for the test `stage`
+    the failing test by name when the test runner's output names it."""
     host = "is the Docker host answering (DOCKER_HOST, the docker context, the builder)?"
     if exit_code == TIMED_OUT:
         return (
@@ -198,11 +242,15 @@ def build_failure(stderr: str, exit_code: int, *, stage: str | None = None) -> s
     lost = next((line for line in stderr.splitlines() if _host_lost(line)), None)
     if lost is not None:
         return f"the Docker host was lost during docker buildx build: {_error_text(lost)}; {host}"
-    tests = f"the image's tests failed (stage '{stage}'); " if stage else ""
-    for line in stderr.splitlines():
-        if line.startswith("ERROR:") or " ERROR: " in line:
-            return f"{tests}docker buildx build failed: {_error_text(line)}"
-    return f"{tests}docker buildx build exited {exit_code}"
+    found = buildlog.failure(stderr)
+    tests = f"the image's tests failed (stage '{stage}')" if stage else ""
+    if tests and found is not None and found.test:
+        return f"{tests}: {found.test} failed"
+    prefix = f"{tests}; " if tests else ""
+    if found is None:
+        return f"{prefix}docker buildx build exited {exit_code}"
+    where = f" in {found.step[:200]}" if found.step else ""
+    return f"{prefix}docker buildx build failed{where}: {found.error}"
 
 
 # What buildx and the docker CLI print when the daemon or BuildKit goes away mid-build (seen on

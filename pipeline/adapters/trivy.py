@@ -39,6 +39,9 @@ class ScanRequest:
     ignore_file: Path | None = None
     timeout_seconds: int = 600
     input_layout: bool = False
+    # Keep the layer analysis in `cache_dir` (its `fanal` bolt file) instead of in memory: one
+    # cache per image and platform, so parallel scans never wait on one lock.
+    analysis_cache: bool = False
 
 
 def scan_argv(request: ScanRequest) -> list[str]:
@@ -48,9 +51,10 @@ def scan_argv(request: ScanRequest) -> list[str]:
         "--quiet",
         "--cache-dir",
         str(request.cache_dir),
-        # Layer analysis cached in memory: parallel scans never wait on one bolt file lock.
+        # Layer analysis: a cache of its own per image and platform (kept between releases), or
+        # in memory, so parallel scans never wait on one bolt file lock.
         "--cache-backend",
-        "memory",
+        "fs" if request.analysis_cache else "memory",
         "--scanners",
         "vuln",
         "--format",

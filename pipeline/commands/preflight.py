@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from pipeline import imagegraph
 from pipeline.preflight import enforce
 from pipeline.specload import load
 
@@ -14,5 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
-    enforce(load(getattr(args, "spec", None)), stdout=True)
+    loaded = load(getattr(args, "spec", None))
+    graph = imagegraph.spec_graph(loaded, {}, {loaded.spec.registry.host})
+    enforce(loaded, stdout=True, spec_bases=imagegraph.references(graph))
     return 0

@@ -41,6 +41,7 @@ def load_context(
         git=facts,
         release_tag=loaded.spec.tags.release_tag,
         default_branch=loaded.spec.ci.default_branch,
+        image_release_tags=tuple(i.release_tag for i in loaded.spec.images if i.release_tag),
     )
 
 
@@ -50,14 +51,14 @@ def load_release(
     *,
     on_warning: Callable[[str], None] | None = None,
 ) -> tuple[LoadedSpec, ReleaseContext, TagSet]:
-    """The spec, the context and the tags of this run; each tag warning goes to `on_warning`.
-
-    Rich is not imported here: `pipeline tags` starts in a fraction of a second."""
+    """The spec, the context and the tags of this run (the run's: its version and whether it
+    publishes; each image's own tags are `tags.release_set`); each tag warning goes to
+    `on_warning`. Rich is not imported here: `pipeline tags` starts in a fraction of a second."""
     loaded = load(spec)
     # GitLab's $CI_REGISTRY_IMAGE (PIPELINE_REPOSITORY_BASE): the images under the project's path
     loaded = dataclasses.replace(loaded, spec=relocate(loaded.spec, environ))
     context = load_context(loaded, environ)
-    tagset = tags.compute(loaded.spec.tags, context)
+    tagset = tags.release_set(loaded.spec, context).tagset
     if on_warning is not None:
         for warning in tagset.warnings:
             on_warning(warning)

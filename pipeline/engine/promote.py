@@ -88,7 +88,8 @@ def published_version(
 def _check_arguments(
     loaded: LoadedSpec, tag: str, digest: str | None, version: str | None, names: Sequence[str]
 ) -> list[Image]:
-    if is_immutable_name(loaded.spec.tags, tag):
+    policies = [loaded.spec.tags, *(i.tags for i in loaded.spec.images if i.tags)]
+    if any(is_immutable_name(policy, tag) for policy in policies):
         raise PublishRefused(
             f"--tag: {tag} is an immutable tag (a version or sha); only floating tags move"
         )
@@ -116,7 +117,7 @@ def _wanted(
     if digest is not None:
         return digest
     if version is not None:
-        names = version_tag_names(ws.spec.tags, version)
+        names = version_tag_names(ws.tag_policy(image), version)
         found = next((d for n in names if (d := ws.client.digest_of(image.repository, n))), None)
         if found is None:
             raise PublishRefused(
@@ -152,13 +153,14 @@ def promote_tag(
             repository = ws.repository(image)
             wanted = _wanted(ws, image, digest, version, state)
             hint = version or (state.version if state else None)
-            released = published_version(ws.client, image.repository, wanted, ws.spec.tags, hint)
+            policy = ws.tag_policy(image)
+            released = published_version(ws.client, image.repository, wanted, policy, hint)
             if released is None:
                 raise PublishRefused(
                     f"{repository}@{wanted} was never published: no version tag of the spec "
                     f"points at it; {tag} was not moved"
                 )
-            through = version_tag_names(ws.spec.tags, released)[0]
+            through = version_tag_names(policy, released)[0]
             with ui.progress(f"verify {repository}:{through} ({wanted[:19]}…) before promotion"):
                 verify_digest(ws, repository, wanted, through_tag=through)
             targets.append(Target(image.name, repository, wanted, released))

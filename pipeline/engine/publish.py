@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 from dataclasses import dataclass
 
 from rich.table import Table
 
 from pipeline import ui
-from pipeline.adapters.cosign import signature_tag
 from pipeline.adapters.docker_cli import DockerCli
 from pipeline.adapters.registry import Credentials, Manifest, RegistryClient
+from pipeline.engine import changes
 from pipeline.engine.verify import split_repository
 from pipeline.engine.workspace import Workspace
 from pipeline.errors import PublishRefused, RegistryError, SpecError
@@ -65,11 +64,12 @@ def refuse_early(ws: Workspace) -> None:
     """Before anything is built: an immutable tag this run would write that already names a
     digest released from another commit stops the run now (nothing built, signed or pushed).
     The same commit's own release (its sha tag names the same digest) is reused instead."""
-    sha_tag = ws.tagset.sha_tag
-    immutable = [t.name for t in ws.tagset.tags if t.immutable and t.name != sha_tag]
-    if not immutable:
-        return
-    for image in ws.spec.images:
+    for image in ws.images:
+        tagset = ws.tagset_for(image)
+        sha_tag = tagset.sha_tag
+        immutable = [t.name for t in tagset.tags if t.immutable and t.name != sha_tag]
+        if not immutable:
+            continue
         ours = ws.client.digest_of(image.repository, sha_tag) if sha_tag else None
         for name in immutable:
             current = ws.client.digest_of(image.repository, name)
@@ -78,7 +78,7 @@ def refuse_early(ws: Workspace) -> None:
             # A run of this very commit killed part-way through publishing: its digest is
             # signed for this commit (read, not verified: publish still refuses any other
             # digest; this only decides not to stop before the build).
-            if signed_revision(ws.client, image.repository, current) == ws.context.sha:
+            if ws.context.sha in signed_revisions(ws.client, image.repository, current):
                 continue
             raise PublishRefused(
                 f"{ws.repository(image)}:{name} already names {current}, released from "
@@ -87,20 +87,14 @@ def refuse_early(ws: Workspace) -> None:
             )
 
 
-def signed_revision(client: RegistryClient, path: str, digest: str) -> str | None:
-    """The commit a digest's signature payload names (unverified), if it is signed."""
-    signature = client.resolve(path, signature_tag(digest))
-    if signature is None:
-        return None
-    for layer in signature.document.get("layers") or []:
-        try:
-            payload = json.loads(client.get_blob(path, str(layer.get("digest"))))
-        except (ValueError, RegistryError):
-            continue
-        revision = (payload.get("optional") or {}).get("org.opencontainers.image.revision")
+def signed_revisions(client: RegistryClient, path: str, digest: str) -> set[str]:
+    """The commits a digest's signatures name (unverified): one per release of it."""
+    found = set()
+    for payload in changes.signature_payloads(client, path, digest):
+        revision = changes.annotations_of(payload).get("org.opencontainers.image.revision")
         if isinstance(revision, str):
-            return revision
-    return None
+            found.add(revision)
+    return found
 
 
 def plan_tags(
@@ -170,19 +164,32 @@ def promote(
 
 
 def run_publish(ws: Workspace, state: State) -> None:
+    """The set is published whole: every image checked first (signed and verified, no immutable
+    tag naming another digest in any repository), then each image's tags written."""
     if not ws.push:
         ui.ok("publish: pull request context: nothing is pushed, signed or tagged")
         return
-    for image in state.images.values():
+    images = [state.images[i.name] for i in ws.images if i.name in state.images]
+    for image in images:
         ensure_publishable(image)
-    for image in state.images.values():
-        image.tags = [TagState(name=t.name, immutable=t.immutable) for t in ws.tagset.tags]
+    for image in images:
+        tagset = ws.tagset_for(ws.image(image.name))
+        image.tags = [TagState(name=t.name, immutable=t.immutable) for t in tagset.tags]
+    conflicts = []
+    for image in images:
+        probe = [TagState(name=t.name, immutable=t.immutable) for t in image.tags]
+        _, path = split_repository(image.repository)
+        _, found = plan_tags(ws.client, path, image.index_digest or "", probe)
+        conflicts += [f"{image.repository}: {c}" for c in found]
+    if conflicts:
+        raise PublishRefused(f"{conflicts[0]}; no image of the release was tagged")
+    for image in images:
         promote(
             ws.client,
             image.repository,
             image.index_digest or "",
             image.tags,
-            first=ws.tagset.sha_tag,
+            first=ws.tagset_for(ws.image(image.name)).sha_tag,
         )
         _print_tags(image.repository, image.tags)
         for mirror in ws.spec.publish.mirrors:

@@ -14,17 +14,18 @@ import contextlib
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from rich.table import Table
 
 from pipeline import paths, ui
 from pipeline.adapters.git import commit_epoch, detached_checkout
 from pipeline.context import utc_from_epoch
-from pipeline.engine.build import build_image
+from pipeline.engine.build import PinnedBase, build_image, ws_graph
 from pipeline.engine.loading import load_release
 from pipeline.engine.promote import resolve_ref
 from pipeline.engine.verify import verify_digest
-from pipeline.engine.workspace import open_workspace
+from pipeline.engine.workspace import Workspace, open_workspace
 from pipeline.errors import SpecError, VerifyFailed
 from pipeline.specload import load_spec
 from pipeline.tags import TagSet
@@ -67,9 +68,10 @@ def rebuild_check(
             verified = verify_digest(
                 ws, repository, digest, client=ws.client_for(host), through_tag=tag
             )
-        if not verified.revision:
+        # An unchanged image re-signed for a later version was built from an earlier commit.
+        commit = verified.built_revision or verified.revision
+        if not commit:
             raise VerifyFailed(f"{repository}@{digest}: its signature names no commit")
-        commit = verified.revision
         built_with = (verified.provenance.get("buildDefinition") or {}).get(
             "externalParameters"
         ) or {}
@@ -91,14 +93,20 @@ def rebuild_check(
                     dirty=False,
                     source_url=source_repository or ws.context.source_url,
                 ),
-                tagset=TagSet(version=verified.version, tags=(), publish=False),
+                tagset=TagSet(
+                    version=verified.built_version or verified.version, tags=(), publish=False
+                ),
+                release=None,
                 dist=scratch / "dist",
                 build_args_override={image.name: build_args} if build_args else {},
             )
             source_image = next(i for i in rebuilt_spec.spec.images if i.name == image.name)
             label = f"rebuild {image.name} from {'this checkout' if working_tree else commit[:12]}"
+            bases = _spec_bases(rebuild, source_image.name, verified.provenance)
             with ui.progress(label):
-                state = build_image(rebuild, source_image, tuple(sorted(verified.platforms)))
+                state = build_image(
+                    rebuild, source_image, tuple(sorted(verified.platforms)), bases=bases
+                )
         rows = [Comparison("index", digest, state.index_digest)]
         rows += [
             Comparison(platform, released, state.platforms.get(platform))
@@ -113,6 +121,29 @@ def rebuild_check(
                 "release does not reproduce from its source"
             )
         ui.ok(f"rebuild-check: {ref} rebuilt from {commit[:12]} is equal, index and platforms")
+
+
+def _spec_bases(ws: Workspace, name: str, provenance: dict[str, Any]) -> list[PinnedBase]:
+    """The spec images the release was built FROM, by the digests its provenance lists."""
+    dependencies = (provenance.get("buildDefinition") or {}).get("resolvedDependencies") or []
+    digests = {
+        str(d.get("uri", "")).removeprefix("pkg:docker/"): (d.get("digest") or {}).get("sha256")
+        for d in dependencies
+        if isinstance(d, dict)
+    }
+    found = []
+    for base in ws_graph(ws).get(name, []):
+        digest = digests.get(base.reference)
+        if not digest:
+            raise VerifyFailed(
+                f"rebuild-check: the provenance names no digest for {base.reference}, the spec "
+                "image it was built FROM"
+            )
+        other = ws.image(base.image)
+        found.append(
+            PinnedBase(base.reference, other.name, ws.repository(other), f"sha256:{digest}")
+        )
+    return found
 
 
 def _source(

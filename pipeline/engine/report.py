@@ -43,6 +43,44 @@ class Run:
     failed_step: str | None = None
     error: str | None = None
     finished_at: str | None = None
+    seconds: float | None = None  # the process's own time, from its start to its end
+    peak_rss_mib: float | None = None  # the peak memory of this process (not of its tools)
+
+
+def release_text(image: Mapping[str, Any]) -> str:
+    """How an image came to be in the release: built, reused, or unchanged since a version."""
+    if image.get("error"):
+        return f"failed ({image['error']})"
+    if image.get("unchanged_since"):
+        return f"unchanged since {image['unchanged_since']}"
+    if image.get("reused"):
+        return "reused (this commit's release)"
+    return "built" if image.get("index_digest") else "not built"
+
+
+def critical_path(state: State) -> float:
+    """The run's critical path from its step timings: the steps every release runs one after
+    another (setup, preflight, merge, publish), plus the longest chain of image steps, an
+    image's build starting when the builds of the spec images it is built FROM have ended."""
+    fixed = sum(state.timings.get(step, 0.0) for step in ("setup", "preflight", "merge", "publish"))
+    images = state.images
+    built: dict[str, float] = {}
+
+    def build_end(name: str, seen: frozenset[str] = frozenset()) -> float:
+        if name not in built:
+            image = images[name]
+            start = max(
+                (build_end(n, seen | {name}) for n in image.needs if n in images and n not in seen),
+                default=0.0,
+            )
+            built[name] = start + image.timings.get("build", 0.0)
+        return built[name]
+
+    chains = [
+        build_end(name) + image.timings.get("scan", 0.0) + image.timings.get("sign", 0.0)
+        for name, image in images.items()
+    ]
+    return round(fixed + max(chains, default=0.0), 2)
 
 
 def build_report(
@@ -66,6 +104,7 @@ def build_report(
             for t in image.tags
         ]
         data["name"] = name
+        data["release"] = release_text(data)
         data.pop("layout", None)
         images.append(data)
     database = next(
@@ -84,6 +123,7 @@ def build_report(
         "public_key": state.public_key if state else None,
         "throwaway_key": throwaway_key,
         "timings_seconds": state.timings if state else {},
+        "critical_path_seconds": critical_path(state) if state else None,
         "registry_retries": retries,
     }
 
@@ -107,15 +147,17 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines += [f"> error: {run['error']}", ""]
     if report["images"]:
         lines += [
-            "| Image | Digest | Tags | Scan | Signed |",
-            "| --- | --- | --- | --- | --- |",
+            "| Image | Release | Digest | Tags | Scan | Signed | Time |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
         ]
     for image in report["images"]:
         scan_text = scan_line(image.get("scan") or {})
         tags = ", ".join(f"`{t['name']}`" for t in image.get("tags", [])) or "—"
         lines.append(
-            f"| `{image['repository']}` | `{image.get('index_digest') or '—'}` | {tags} | "
-            f"{scan_text} | {'yes' if image.get('verified') else 'no'} |"
+            f"| `{image['repository']}` | {image.get('release') or release_text(image)} | "
+            f"`{image.get('index_digest') or '—'}` | {tags} | "
+            f"{scan_text} | {'yes' if image.get('verified') else 'no'} | "
+            f"{_times(image.get('timings') or {})} |"
         )
     database = report.get("database")
     if database:
@@ -127,8 +169,15 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         ]
     timings = report.get("timings_seconds") or {}
     if timings:
-        lines += ["", "Time: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())]
+        text = "Time: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
+        if report.get("critical_path_seconds"):
+            text += f"; critical path {report['critical_path_seconds']:.1f}s"
+        lines += ["", text]
     return "\n".join(lines) + "\n"
+
+
+def _times(timings: Mapping[str, float]) -> str:
+    return ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()) or "—"
 
 
 def _env_name(name: str) -> str:
@@ -173,12 +222,14 @@ def summary_table(report: Mapping[str, Any]) -> Table:
         reused = " (reused)" if image.get("reused") else ""
         signed = f"yes{reused}" if image.get("verified") else "no"
         facts = {
+            "release": image.get("release") or release_text(image),
             "repository": image["repository"],
             "digest": image.get("index_digest") or "—",
             "platforms": ", ".join(sorted(image.get("platforms", {}))) or "—",
             "scan": scan_line(image.get("scan") or {}),
             "signed": signed,
             "tags": " ".join(t["name"] for t in image.get("tags", [])) or "—",
+            "time": _times(image.get("timings") or {}),
         }
         table.add_row(image["name"], "\n".join(f"{k}: {v}" for k, v in facts.items()))
     return table

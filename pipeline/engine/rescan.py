@@ -72,10 +72,11 @@ def targets(ws: Workspace, refs: Sequence[str]) -> list[Target]:
         return found
     for image in ws.spec.images:
         seen: set[str] = set()
+        policy = ws.tag_policy(image)
         for name in ws.client.tags(image.repository):
-            core = name.removeprefix(ws.spec.tags.prefix).removesuffix(ws.spec.tags.suffix)
+            core = name.removeprefix(policy.prefix).removesuffix(policy.suffix)
             version = parse_version(core.removeprefix("v"))
-            if version is None or name not in version_tag_names(ws.spec.tags, str(version)):
+            if version is None or name not in version_tag_names(policy, str(version)):
                 continue
             digest = ws.client.digest_of(image.repository, name)
             if digest and digest not in seen:

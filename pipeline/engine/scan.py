@@ -53,36 +53,27 @@ class Job:
         return self.folder / f"{paths.platform_slug(self.platform)}{REPORT_SUFFIXES[fmt]}"
 
 
-def jobs_for(ws: Workspace, state: State) -> list[Job]:
+def jobs_for(ws: Workspace, name: str, image: ImageState) -> list[Job]:
+    """One scan per platform image of `image` (none for a reused digest: scanned when built)."""
+    if image.reused or image.unchanged_since:
+        return []
     jobs: list[Job] = []
-    for name, image in sorted(state.images.items()):
-        if image.reused:
-            continue
-        folder = ws.dist / "scan" / name
-        layout = _layout_of(image)
-        for platform, digest in sorted(image.platforms.items()):
-            image_id: str | None = None
-            if layout is not None:
-                # Trivy reads the first image of a layout whatever --platform says: each
-                # platform gets a view of the layout that names only its own image.
-                view, image_id = oci.Layout(layout).platform_view(
-                    platform, layout / ".platforms" / paths.platform_slug(platform)
-                )
-                target, from_layout = str(view), True
-            else:
-                target, from_layout = f"{image.repository}@{digest}", False
-            jobs.append(
-                Job(
-                    name,
-                    platform,
-                    target,
-                    from_layout,
-                    folder,
-                    image.repository,
-                    digest,
-                    image_id,
-                )
+    folder = ws.dist / "scan" / name
+    layout = _layout_of(image)
+    for platform, digest in sorted(image.platforms.items()):
+        image_id: str | None = None
+        if layout is not None:
+            # Trivy reads the first image of a layout whatever --platform says: each
+            # platform gets a view of the layout that names only its own image.
+            view, image_id = oci.Layout(layout).platform_view(
+                platform, layout / ".platforms" / paths.platform_slug(platform)
             )
+            target, from_layout = str(view), True
+        else:
+            target, from_layout = f"{image.repository}@{digest}", False
+        jobs.append(
+            Job(name, platform, target, from_layout, folder, image.repository, digest, image_id)
+        )
     return jobs
 
 
@@ -94,12 +85,26 @@ def _layout_of(image: ImageState) -> Path | None:
     return root if oci.Layout(root).has_blob(image.index_digest) else None
 
 
-def drop_pushed_layouts(state: State) -> None:
-    """Pushed images need no local copy once scanned (a pull request's layout is its image)."""
-    for image in state.images.values():
-        if image.layout:
-            shutil.rmtree(image.layout, ignore_errors=True)
-            image.layout = None
+def drop_pushed_layout(image: ImageState) -> None:
+    """A pushed image needs no local copy once scanned (a pull request's layout is its image)."""
+    if image.layout:
+        shutil.rmtree(image.layout, ignore_errors=True)
+        image.layout = None
+
+
+def vulnerability_db(ws: Workspace) -> dict[str, Any]:
+    """Trivy's DB, fetched once per run (before the first scan; the others wait for it), and
+    what it is (source, digest, UpdatedAt, fixture)."""
+    with ws.db_lock:
+        if ws.db_record is None:
+            database = fetch_db(ws, ws.trivy())
+            if database.get("fixture"):
+                ui.warn(
+                    f"scanning with the fixture Trivy DB ({database['source']}): not real "
+                    "advisories"
+                )
+            ws.db_record = database
+        return ws.db_record
 
 
 def fetch_db(ws: Workspace, trivy: Trivy) -> dict[str, Any]:
@@ -131,49 +136,68 @@ def _held(marker: Path) -> str | None:
 
 
 def run_scan(ws: Workspace, state: State) -> None:
-    jobs = jobs_for(ws, state)
+    """Scan every image of the state one after another (`schedule` runs them side by side)."""
+    for name in sorted(state.images):
+        scan_step(ws, state, name)
+
+
+def scan_step(ws: Workspace, state: State, name: str) -> None:
+    """Scan every platform image of one image at once, then the gate for that image."""
+    image = state.images[name]
+    jobs = jobs_for(ws, name, image)
     if not jobs:
-        ui.ok("scan: nothing new to scan (reused digests were scanned when first built)")
+        why = f"unchanged since {image.unchanged_since}" if image.unchanged_since else "reused"
+        ui.ok(f"{name}: nothing to scan ({why}: its attested scan was verified)")
         return
+    database = vulnerability_db(ws)
     trivy = ws.trivy()
-    database = fetch_db(ws, trivy)
-    if database.get("fixture"):
-        ui.warn(f"scanning with the fixture Trivy DB ({database['source']}): not real advisories")
 
     def scan_one(job: Job) -> tuple[Job, dict[str, Any]]:
         return job, scan_platform(ws, trivy, job, database)
 
     started = dt.datetime.now(dt.UTC)
-    label = f"trivy: {len(jobs)} platform image(s), {min(len(jobs), 4)} at a time"
-    with ui.progress(label), ThreadPoolExecutor(max_workers=min(len(jobs), 4)) as pool:
+    label = f"{name}: trivy on {', '.join(j.platform for j in jobs)}"
+    with ws.state_lock:
+        smoke = ws.smoke_tests.pop(name, None)
+    with (
+        ui.progress(label, row=(name, "")),
+        ThreadPoolExecutor(max_workers=min(len(jobs), 4) + 1) as pool,
+    ):
+        # The build's smoke test, when it left it for now, runs beside the scans.
+        smoked = pool.submit(smoke) if smoke is not None else None
         results = list(pool.map(scan_one, jobs))
+        if smoked is not None:
+            smoked.result()
     if ws.push:
-        drop_pushed_layouts(state)
-
-    per_image: dict[str, list[tuple[Job, gate.Verdict, list[gate.Suppressed]]]] = {}
-    all_findings: list[GitlabFinding] = []
+        drop_pushed_layout(image)
+    verdicts: list[tuple[Job, gate.Verdict, list[gate.Suppressed]]] = []
+    found_here: list[GitlabFinding] = []
     for job, report in results:
         found = gate.findings(report, job.platform)
-        image = state.images[job.image]
         reference = f"{image.repository}@{image.platforms[job.platform]}"
-        all_findings.extend(GitlabFinding(f, reference, os_of(report)) for f in found)
-        verdict = gate.evaluate(found, ws.spec.scan)
-        hidden = gate.suppressed(report, job.platform)
-        per_image.setdefault(job.image, []).append((job, verdict, hidden))
-    failed: list[tuple[str, gate.Finding]] = []
-    for name, verdicts in per_image.items():
-        image = state.images[name]
-        image.scan = _scan_state(verdicts, ws)
-        image.scan.database = database
-        failed.extend((name, f) for _, v, _ in verdicts for f in v.blocking)
-        ui.info(f"  {name}: {image.scan.describe()}")
-    write_gitlab_report(
-        ws.path(paths.GITLAB_SCANNING_REPORT), all_findings, started, dt.datetime.now(dt.UTC)
-    )
+        found_here.extend(GitlabFinding(f, reference, os_of(report)) for f in found)
+        verdicts.append(
+            (job, gate.evaluate(found, ws.spec.scan), gate.suppressed(report, job.platform))
+        )
+    scanned = _scan_state(verdicts, ws)
+    scanned.database = database
+    image.scan = scanned
+    with ws.state_lock:
+        ws.findings[name] = found_here
+        ws.scan_started = ws.scan_started or started
+        everything = [f for image_name in sorted(ws.findings) for f in ws.findings[image_name]]
+        write_gitlab_report(
+            ws.path(paths.GITLAB_SCANNING_REPORT),
+            everything,
+            ws.scan_started,
+            dt.datetime.now(dt.UTC),
+        )
+    ui.info(f"  {name}: {scanned.describe()}")
+    failed = [(name, f) for _, v, _ in verdicts for f in v.blocking]
     if failed:
         expired = expired_ignores(ignore_file(ws))
         ui.table(findings_table(failed, expired))
-        name, worst = failed[0]
+        _, worst = failed[0]
         note = (
             f"; its entry in {ws.spec.scan.ignore_file} expired on {expired[worst.id]}"
             if worst.id in expired
@@ -203,7 +227,8 @@ def scan_platform(
             target=job.target,
             platform=job.platform,
             output=job.path("json"),
-            cache_dir=ws.trivy_cache,
+            cache_dir=analysis_cache(ws, job),
+            analysis_cache=True,
             ignore_file=ignore,
             timeout_seconds=ws.spec.scan.timeout_seconds,
             input_layout=job.input_layout,
@@ -219,6 +244,18 @@ def scan_platform(
             lambda doc: predicates.name_sbom(doc, job.repository, job.digest, job.platform),
         )
     return report
+
+
+def analysis_cache(ws: Workspace, job: Job) -> Path:
+    """Trivy's cache for one image and platform: its layer analysis kept between releases (a
+    file of its own, so scans at once never wait on one lock), the run's DB linked in."""
+    folder = ws.trivy_cache / "analysis" / f"{job.image}-{paths.platform_slug(job.platform)}"
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / "db"
+    if not link.is_symlink():
+        shutil.rmtree(link, ignore_errors=True)
+        link.symlink_to(ws.trivy_cache / "db", target_is_directory=True)
+    return folder
 
 
 def ignore_file(ws: Workspace) -> Path | None:

@@ -20,16 +20,19 @@ Resolution rules (documented in the README):
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from pipeline import paths, ui
+from pipeline import paths, tags, ui
 from pipeline.adapters.cosign import Cosign, Identity
 from pipeline.adapters.docker_cli import BUILD_TIMEOUT_ENV, DockerCli
 from pipeline.adapters.registry import Credentials, RegistryClient, docker_config_credentials
@@ -39,14 +42,15 @@ from pipeline.context import ReleaseContext
 from pipeline.engine import inputs, signing
 from pipeline.engine.signing import Signing
 from pipeline.errors import AuthError, SpecError
+from pipeline.imagegraph import SpecBase
 from pipeline.plan import resolve_registry_host
 from pipeline.retry import Attempt
 from pipeline.sandbox import local as sandbox
 from pipeline.sandbox.cache import cache_dir
 from pipeline.secrets import register
-from pipeline.spec import LOCAL_REGISTRY, Image, RetryPolicy, Spec
+from pipeline.spec import LOCAL_REGISTRY, Image, RetryPolicy, Spec, TagPolicy
 from pipeline.specload import LoadedSpec
-from pipeline.tags import TagSet
+from pipeline.tags import ReleaseSet, TagSet
 
 DEFAULT_BUILD_TIMEOUT = 3600.0  # seconds: a build's deadline unless PIPELINE_BUILD_TIMEOUT says
 
@@ -73,7 +77,52 @@ class Workspace:
     # Build arguments per image that replace the spec's (rebuild-check: the release's own).
     build_args_override: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     retries: list[Attempt] = field(default_factory=list)
+    # The images this run releases, each with its own tags (a per-image release tag selects one).
+    release: ReleaseSet | None = None
+    # Guards the state while images run at once (inserts into it, and saving it).
+    state_lock: threading.RLock = field(default_factory=threading.RLock)
+    # Computed once per run: which spec images each image is built FROM (engine.build), the
+    # native builders (engine.builders).
+    graph: dict[str, list[SpecBase]] | None = None
+    natives: dict[str, Any] | None = None
+    # The scan's DB, fetched once per run, and each image's findings (GitLab's report).
+    db_lock: threading.Lock = field(default_factory=threading.Lock)
+    db_record: dict[str, Any] | None = None
+    findings: dict[str, list[Any]] = field(default_factory=dict)
+    scan_started: dt.datetime | None = None  # when the run's first scan began (GitLab's report)
+    warned_throwaway: bool = False
+    # Smoke tests left by the build for the scan to run beside Trivy (a release, one process).
+    defer_smoke: bool = False
+    failed_step: str | None = None  # the first image step that failed (the report names it)
+    smoke_tests: dict[str, Any] = field(default_factory=dict)
     _signing: Signing | None = None
+
+    @property
+    def images(self) -> tuple[Image, ...]:
+        """The spec's images this run releases (every image unless a release tag selects)."""
+        if self.release is None:
+            return self.spec.images
+        return tuple(i for i in self.spec.images if i.name in self.release.tagsets)
+
+    def image(self, name: str) -> Image:
+        return next(i for i in self.spec.images if i.name == name)
+
+    def image_of(self, repository: str) -> Image | None:
+        """The spec image pushed to `repository` (host/path, or a path), if any."""
+        _, _, path = repository.partition("/")
+        return next(
+            (i for i in self.spec.images if repository in (i.repository, self.repository(i))),
+            next((i for i in self.spec.images if i.repository == path), None),
+        )
+
+    def tagset_for(self, image: Image) -> TagSet:
+        """The tags `image` gets in this run (its own policy and release tag)."""
+        if self.release is not None and image.name in self.release.tagsets:
+            return self.release.tagsets[image.name]
+        return self.tagset
+
+    def tag_policy(self, image: Image | None) -> TagPolicy:
+        return tags.image_policy(self.spec, image) if image is not None else self.spec.tags
 
     @property
     def signing(self) -> Signing:
@@ -315,6 +364,7 @@ def open_workspace(
             signs="sign" in steps,
             fixtures_allowed=fixtures.allowed,
             build_timeout=seconds,
+            release=tags.release_set(spec, context),
         )
         workspace.client.on_retry = workspace.note_retry
         workspace.runner.on_retry = workspace.note_retry
@@ -379,11 +429,15 @@ def sweep_scratch(folder: Path | None = None) -> list[Path]:
 
 
 def _copy_docker_config(env: Mapping[str, str], target: Path) -> None:
-    source = Path(env.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
+    folder = Path(env.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    source = folder / "config.json"
     target.mkdir(mode=0o700, parents=True, exist_ok=True)
     if source.is_file():
         (target / "config.json").write_bytes(source.read_bytes())
         (target / "config.json").chmod(0o600)
+    if (folder / "contexts").is_dir():
+        # The user's docker contexts (a native builder may be one), read where they are.
+        (target / "contexts").symlink_to(folder / "contexts", target_is_directory=True)
 
 
 def trivy_cache(db_repository: str | None) -> Path:

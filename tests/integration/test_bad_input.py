@@ -194,6 +194,39 @@ SPEC_CASES = [
         'CIOptions(default_branch="main", triggers=("push", "merge"))',
         "ci.triggers[1]",
     ),
+    # many images: per-image release tags, native builders, caches
+    spec(
+        "image-release-tag-without-version",
+        SMOKE,
+        SMOKE + ',\n            release_tag="sample-app/v1"',
+        "images[0].release_tag",
+    ),
+    spec(
+        "builder-for-a-platform-not-built",
+        "ci=CIOptions(",
+        'build=BuildPolicy(builders={"linux/s390x": Builder(endpoint="tcp://h:2376")}),\n'
+        "    ci=CIOptions(",
+        "build.builders['linux/s390x']",
+        ("from pipeline.spec import (", "from pipeline.spec import (\n    BuildPolicy, Builder,"),
+    ),
+    spec(
+        "cache-in-the-release-repository",
+        "ci=CIOptions(",
+        f'build=BuildPolicy(cache=CachePolicy(type="registry", ref="r.example.com/{REPOSITORY}"))'
+        ",\n    ci=CIOptions(",
+        "build.cache.ref",
+        (
+            "from pipeline.spec import (",
+            "from pipeline.spec import (\n    BuildPolicy, CachePolicy,",
+        ),
+    ),
+    spec(
+        "max-parallel-negative",
+        "ci=CIOptions(",
+        "build=BuildPolicy(max_parallel=-2),\n    ci=CIOptions(",
+        "build.max_parallel",
+        ("from pipeline.spec import (", "from pipeline.spec import (\n    BuildPolicy,"),
+    ),
     # files the spec names
     spec("unknown-target", 'target="runtime"', 'target="runtmie"', "images[0].target"),
     spec(
@@ -292,6 +325,14 @@ CONTEXT_CASES = [
     ),
     gitlab("gitlab-neither-tag-nor-branch", "CI_COMMIT_BRANCH", CI_PIPELINE_SOURCE="push"),
     Case("dirty-tree-release", "context", ("release",), "--allow-dirty", prepare=_dirty, code=13),
+    Case(
+        "spec-tag-releases-no-image",
+        "context",
+        ("plan",),
+        "tag v1.0.0: releases no image",
+        edits=((SMOKE, SMOKE + ',\n            release_tag="sample-app/v{{version}}"'),),
+        prepare=lambda repo: repo.tag("v1.0.0"),
+    ),
 ]
 
 # Inputs that cannot be had, or may not be stood in for outside the sandbox (fail closed), and
@@ -334,6 +375,20 @@ INPUT_CASES = [
         ("promote", "--tag", "production", "--version", "9.9.9"),
         "version 9.9.9 of sample-app was never published",
         code=9,
+    ),
+    Case(
+        "build-cache-not-a-cache",
+        "inputs",
+        ("build", "--registry", DEAD_REGISTRY),
+        "PIPELINE_BUILD_CACHE",
+        env={"PIPELINE_BUILD_CACHE": "s3:bucket"},
+    ),
+    Case(
+        "build-cache-registry-with-a-tag",
+        "inputs",
+        ("release", "--registry", DEAD_REGISTRY),
+        "PIPELINE_BUILD_CACHE",
+        env={"PIPELINE_BUILD_CACHE": "registry:r.example.com/cache/app:tag"},
     ),
     Case(
         "stage-without-state",

@@ -167,7 +167,8 @@ def test_report_summary_and_dotenv(
     assert (repo.path / "dist" / "summary.md").read_text().startswith("## Release 1.2.3")
     assert f"PIPELINE_RUN={report['run']['id']}" in (repo.path / "dist" / "release.env").read_text()
     assert report["public_key"].startswith("-----BEGIN PUBLIC KEY-----")
-    assert set(report["timings_seconds"]) == {"preflight", "build", "scan", "sign", "publish"}
+    steps = {"setup", "preflight", "build", "scan", "sign", "publish"}
+    assert set(report["timings_seconds"]) == steps
     summary = (repo.path / "step-summary.md").read_text()
     assert "## Release 1.2.3" in summary and image["index_digest"] in summary
     dotenv = (repo.path / "dist" / "release.env").read_text()

@@ -35,7 +35,8 @@ def test_build_argv() -> None:
         secrets=(("npm", "NPM_TOKEN"),),
         labels={"org.opencontainers.image.title": "web"},
         annotations={"org.opencontainers.image.title": "web"},
-        cache_ref="reg/acme/web:buildcache",
+        cache_from=("type=registry,ref=reg/cache/web:web",),
+        cache_to=("type=registry,ref=reg/cache/web:web,mode=max,ignore-error=true",),
         source_date_epoch=1700000000,
     )
     assert docker_cli.build_argv(request) == [
@@ -50,9 +51,37 @@ def test_build_argv() -> None:
         "--secret", "id=npm,env=NPM_TOKEN",
         "--label", "org.opencontainers.image.title=web",
         "--annotation", "index,manifest:org.opencontainers.image.title=web",
-        "--cache-from", "type=registry,ref=reg/acme/web:buildcache",
-        "--cache-to", "type=registry,ref=reg/acme/web:buildcache,mode=max,ignore-error=true",
+        "--cache-from", "type=registry,ref=reg/cache/web:web",
+        "--cache-to", "type=registry,ref=reg/cache/web:web,mode=max,ignore-error=true",
         "/src",
+    ]  # fmt: skip
+
+
+def test_build_argv_on_a_builder_of_its_own() -> None:
+    request = docker_cli.BuildRequest(
+        context=Path(),
+        dockerfile=Path("Dockerfile"),
+        platforms=("linux/arm64",),
+        output_dir=Path("o"),
+        metadata_file=Path("m"),
+        builder="pipeline-0123456789ab",
+    )
+    argv = docker_cli.build_argv(request)
+    assert argv[:5] == ["docker", "buildx", "build", "--builder", "pipeline-0123456789ab"]
+
+
+def test_remote_builder_argv_passes_tls_files_as_driver_options() -> None:
+    argv = docker_cli.create_remote_builder_argv(
+        "pipeline-x",
+        "tcp://127.0.0.1:1234",
+        ca_file=Path("/t/ca.pem"),
+        cert_file=Path("/t/cert.pem"),
+        key_file=Path("/t/key.pem"),
+    )
+    assert argv == [
+        "docker", "buildx", "create", "--name", "pipeline-x", "--driver", "remote",
+        "--driver-opt", "cacert=/t/ca.pem,cert=/t/cert.pem,key=/t/key.pem",
+        "tcp://127.0.0.1:1234",
     ]  # fmt: skip
 
 
@@ -77,7 +106,7 @@ def test_test_stage_only_fills_the_cache() -> None:
             dockerfile=Path("/src/Dockerfile"),
             target="test",
             platform="linux/amd64",
-            cache_ref="reg/web:buildcache",
+            cache_from=("type=registry,ref=reg/cache/web:web",),
         )
     )
     assert argv[argv.index("--output") + 1] == "type=cacheonly"

@@ -465,7 +465,7 @@ def test_helpers_and_json() -> None:
     assert json.loads(json.dumps(data)) == data
     assert set(data) == {
         "system", "event", "ref_name", "sha", "short_sha", "commit_time", "tag", "branch",
-        "pr_number", "default_branch", "source_url", "dirty", "releases", "shallow",
+        "pr_number", "default_branch", "source_url", "dirty", "releases", "git_tags", "shallow",
         "run_url", "workflow_ref",
     }  # fmt: skip
 

@@ -58,6 +58,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "pipeline.predicates",
             "pipeline.relocation",
             "pipeline.dockerignore",
+            "pipeline.imagegraph",
+            "pipeline.buildlog",
             "pipeline.emit",
             "pipeline.adopt",
         ),

@@ -82,5 +82,5 @@ def test_the_findings_table_names_the_image() -> None:
 def test_markdown_summary() -> None:
     text = render_markdown(REPORT)
     assert text.startswith("## Release 1.2.3 of `cccccccccccc`")
-    assert f"| `{REPOSITORY}` | `{DIGEST}` | `1.2.3`, `sha-ccccccc` |" in text
+    assert f"| `{REPOSITORY}` | built | `{DIGEST}` | `1.2.3`, `sha-ccccccc` |" in text
     assert "allowed by ignore_unfixed" in text

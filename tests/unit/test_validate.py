@@ -482,6 +482,105 @@ CASES: list[Case] = [
         f"publish.mirrors[0].host: 'https://quay.io' is not {HOST_WHAT}; did you mean 'quay.io'?",
         spec=", publish=PublishPolicy(mirrors=(Mirror(host='https://quay.io'),))",
     ),
+    # many images: per-image release tags, builders, caches
+    Case(
+        "image-release-tag-without-version",
+        "images[0].release_tag: 'api/v' is not a release tag pattern with {{version}} exactly "
+        "once; did you mean 'api/v{{version}}'?",
+        image=", release_tag='api/v'",
+    ),
+    Case(
+        "image-release-tag-is-the-spec-one",
+        "images[0].release_tag: 'v{{version}}' is not a release tag of this image's own (it is "
+        "tags.release_tag, which releases every image without one; leave it None); did you mean "
+        "None?",
+        image=", release_tag='v{{version}}'",
+    ),
+    Case(
+        "image-release-tag-without-prefix",
+        "images[0].release_tag: '{{version}}-web' is not a release tag with a prefix of its own "
+        "before {{version}} (like 'api/v{{version}}'), so a tag names one image; did you mean "
+        "'web/v{{version}}'?",
+        image=", release_tag='{{version}}-web'",
+    ),
+    Case(
+        "image-release-tags-not-unique",
+        "images[1].release_tag: 'svc/v{{version}}' is not unique (images[0] has the same "
+        "release_tag)",
+        images="(Image(name='web', repository='acme/web', release_tag='svc/v{{version}}'), "
+        "Image(name='api', repository='acme/api', release_tag='svc/v{{version}}'))",
+    ),
+    Case(
+        "image-tag-policy-prefix",
+        "images[0].tags.prefix: '-x' is not a tag prefix ([A-Za-z0-9_.-], not starting with '.' "
+        "or '-'); did you mean 'x'?",
+        image=", tags=TagPolicy(prefix='-x')",
+    ),
+    Case(
+        "max-parallel-negative",
+        "build.max_parallel: -1 is not 0 (one per core) or more; did you mean 0?",
+        spec=", build=BuildPolicy(max_parallel=-1)",
+    ),
+    Case(
+        "builder-for-a-platform-not-built",
+        "build.builders['linux/s390x']: 'linux/s390x' is not a platform any image builds "
+        "(linux/amd64, linux/arm64)",
+        spec=", build=BuildPolicy(builders={'linux/s390x': Builder(endpoint='tcp://h:2376')})",
+    ),
+    Case(
+        "builder-endpoint-scheme",
+        "build.builders['linux/arm64'].endpoint: 'http://h:2376' is not a docker endpoint "
+        "(tcp://, ssh://, unix://) or a docker context's name",
+        spec=", build=BuildPolicy(builders={'linux/arm64': Builder(endpoint='http://h:2376')})",
+    ),
+    Case(
+        "remote-builder-over-ssh",
+        "build.builders['linux/arm64'].endpoint: 'ssh://u@h' is not a BuildKit address for the "
+        "remote driver (tcp://host:port or unix:///path)",
+        spec=", build=BuildPolicy(builders={'linux/arm64': "
+        "Builder(endpoint='ssh://u@h', driver='remote')})",
+    ),
+    Case(
+        "builder-ca-file-missing",
+        "build.builders['linux/arm64'].ca_file: 'tls/ca.pem' is not a file (relative to {base})",
+        spec=", build=BuildPolicy(builders={'linux/arm64': "
+        "Builder(endpoint='tcp://h:2376', ca_file='tls/ca.pem')})",
+    ),
+    Case(
+        "builder-cert-without-key",
+        "build.builders['linux/arm64'].key_file: None is not set with the other half of the "
+        "client certificate",
+        spec=", build=BuildPolicy(builders={'linux/arm64': "
+        "Builder(endpoint='tcp://h:2376', cert_file='Dockerfile')})",
+    ),
+    Case(
+        "builder-driver-unknown",
+        "build.builders['linux/arm64'].driver: 'kubernetes' is not one of 'docker', 'remote'",
+        spec=", build=BuildPolicy(builders={'linux/arm64': "
+        "Builder(endpoint='tcp://h:2376', driver='kubernetes')})",
+    ),
+    Case(
+        "registry-cache-without-ref",
+        "build.cache.ref: None is not a cache repository (host/path) for type='registry'",
+        spec=", build=BuildPolicy(cache=CachePolicy(type='registry'))",
+    ),
+    Case(
+        "registry-cache-in-the-release-repository",
+        "build.cache.ref: 'reg.example.com/acme/web' is not a repository of its own (not a "
+        "release repository: the cache never sits beside released images)",
+        spec=", build=BuildPolicy(cache=CachePolicy(type='registry', "
+        "ref='reg.example.com/acme/web'))",
+    ),
+    Case(
+        "local-cache-without-directory",
+        "build.cache.directory: None is not a directory for type='local'",
+        spec=", build=BuildPolicy(cache=CachePolicy(type='local'))",
+    ),
+    Case(
+        "cache-ref-for-gha",
+        "build.cache.ref: 'r.io/c' is not unset for type='gha' (only 'registry' takes a ref)",
+        spec=", build=BuildPolicy(cache=CachePolicy(type='gha', ref='r.io/c'))",
+    ),
     # unknown keywords and missing fields: turned into one line by specload
     Case(
         "unknown-keyword",
