@@ -11,7 +11,9 @@ Only a digest that passed the gate is signed: the signature is the proof it was 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
 import json
 import platform as host
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -23,6 +25,7 @@ from pipeline.engine import changes
 from pipeline.engine.verify import split_repository, verify_digest
 from pipeline.engine.workspace import Workspace
 from pipeline.errors import GateFailed, SpecError
+from pipeline.filelock import locked
 from pipeline.refs import DigestRef
 from pipeline.state import ImageState, State
 from pipeline.tags import version_tag_names
@@ -123,6 +126,11 @@ def resign(ws: Workspace, image: ImageState) -> None:
         )
     image.verified = True
     ui.ok(f"{image.name}: signed again as {again} (unchanged since {image.unchanged_since})")
+
+
+def signing_lock(repository: str, digest: str) -> contextlib.AbstractContextManager[None]:
+    name = hashlib.sha256(f"{repository}@{digest}".encode()).hexdigest()[:16]
+    return locked(paths.cache_dir() / "locks" / f"sign-{name}.lock")
 
 
 def builder_id(ws: Workspace) -> str:
@@ -238,19 +246,24 @@ def _sign_image(ws: Workspace, state: State, image: ImageState) -> None:
     count = sum(len(jobs) for jobs in per_digest)
     label = f"{image.name}: cosign sign {index_ref.digest.short()}… and {count} attestation(s)"
     annotations = signature_annotations(ws, image)
-    with ui.progress(label, row=(image.name, "")), ThreadPoolExecutor(4) as pool:
-        # The index signature and the attestations of each digest live under different tags
-        # (.sig, and one .att per digest), so they are written at the same time.
-        signed = pool.submit(cosign.sign, index_ref, ws.identity, annotations)
-        if ws.identity.key is not None:
-            _attest_batched(ws, cosign, image, per_digest, pool)
-        else:
-            list(pool.map(lambda jobs: _attest_in_turn(ws, cosign, jobs), per_digest))
-        signed.result()
-    image.signature = f"{image.repository}:{signature_tag(image.index_digest or '')}"
-    digests = [image.index_digest or "", *image.platforms.values()]
-    image.attestations = sorted({f"{image.repository}:{signature_tag(d, 'att')}" for d in digests})
-    with ui.progress(f"{image.name}: verify signature and attestations", row=(image.name, "")):
-        verify_digest(ws, image.repository, image.index_digest or "")
+    # Two runs of one commit on this machine (a push and its tag, a re-run) write the same
+    # digests' `.sig` and `.att` tags: one at a time, each then verifying what it wrote.
+    with signing_lock(image.repository, image.index_digest or ""):
+        with ui.progress(label, row=(image.name, "")), ThreadPoolExecutor(4) as pool:
+            # The index signature and the attestations of each digest live under different tags
+            # (.sig, and one .att per digest), so they are written at the same time.
+            signed = pool.submit(cosign.sign, index_ref, ws.identity, annotations)
+            if ws.identity.key is not None:
+                _attest_batched(ws, cosign, image, per_digest, pool)
+            else:
+                list(pool.map(lambda jobs: _attest_in_turn(ws, cosign, jobs), per_digest))
+            signed.result()
+        image.signature = f"{image.repository}:{signature_tag(image.index_digest or '')}"
+        digests = [image.index_digest or "", *image.platforms.values()]
+        image.attestations = sorted(
+            {f"{image.repository}:{signature_tag(d, 'att')}" for d in digests}
+        )
+        with ui.progress(f"{image.name}: verify signature and attestations", row=(image.name, "")):
+            verify_digest(ws, image.repository, image.index_digest or "")
     image.verified = True
     ui.ok(f"{image.name}: signed and verified {image.index_digest}")
