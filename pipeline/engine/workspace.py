@@ -324,7 +324,7 @@ def open_workspace(
     sweep_scratch()
     with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX) as scratch_name:
         scratch = Path(scratch_name)
-        (scratch / OWNER_FILE).write_text(_owner())
+        _claim(scratch)
         provisioned: sandbox.Provisioned | None = None
         wants_local = host == LOCAL_REGISTRY and tagset.publish  # a PR pushes nothing
         if wants_local or fixtures.base or fixtures.db or fixtures.hub:
@@ -410,19 +410,35 @@ def _start_time(pid: int) -> str:
     return fields[19] if len(fields) > 19 else ""
 
 
+def _claim(scratch: Path) -> None:
+    """Name this process as the folder's owner, in one rename: a concurrent sweep never reads
+    a half-written (empty) owner file and takes the folder for a dead run's."""
+    partial = scratch / f".{OWNER_FILE}.partial"
+    partial.write_text(_owner())
+    partial.replace(scratch / OWNER_FILE)
+
+
+def _is_live(candidate: Path) -> bool:
+    try:
+        pid_text, _, started = (candidate / OWNER_FILE).read_text().strip().partition(" ")
+    except OSError:
+        pid_text, started = "", ""
+    if pid_text.isdigit() and started:
+        return _start_time(int(pid_text)) == started
+    # No owner named yet (the run is starting) or none readable: only an old folder is dead.
+    try:
+        return time.time() - candidate.stat().st_mtime < 3600
+    except OSError:
+        return True  # removed meanwhile by its own run
+
+
 def sweep_scratch(folder: Path | None = None) -> list[Path]:
     """Remove the scratch folders of runs that are gone (killed: their cleanup never ran). A
-    folder whose owner still runs is left alone; one with no owner file is only old enough."""
+    folder whose owner still runs is left alone; one with no owner named is only old enough."""
     removed = []
     base = folder or Path(tempfile.gettempdir())
     for candidate in base.glob(f"{SCRATCH_PREFIX}*"):
-        owner = candidate / OWNER_FILE
-        try:
-            pid_text, _, started = owner.read_text().partition(" ")
-            alive = pid_text.isdigit() and _start_time(int(pid_text)) == started
-        except OSError:
-            alive = time.time() - candidate.stat().st_mtime < 3600
-        if not alive:
+        if not _is_live(candidate):
             shutil.rmtree(candidate, ignore_errors=True)
             removed.append(candidate)
     return removed

@@ -26,9 +26,12 @@ def test_folders_of_gone_runs_are_removed(tmp_path: Path) -> None:
     old = _folder(tmp_path, "old", None)
     os.utime(old, (time.time() - 7200, time.time() - 7200))
     recent = _folder(tmp_path, "recent", None)
+    # A run that is naming itself: a sweep must not read "" as a dead owner (the race that
+    # removed a concurrent run's CA bundle mid-release).
+    starting = _folder(tmp_path, "starting", "")
     unrelated = tmp_path / "other-folder"
     unrelated.mkdir()
     removed = sweep_scratch(tmp_path)
     assert sorted(p.name for p in removed) == sorted(p.name for p in (killed, reused_pid, old))
-    assert mine.is_dir() and recent.is_dir() and unrelated.is_dir()
+    assert mine.is_dir() and recent.is_dir() and starting.is_dir() and unrelated.is_dir()
     assert not killed.exists() and not reused_pid.exists() and not old.exists()
