@@ -25,7 +25,7 @@ from tests.support.bench import Bench
 from tests.support.ci_env import GITHUB_REPOSITORY
 from tests.support.github_replay import Event, prepare
 from tests.support.gitlab_local import job_python, run_pipeline, tag_pipeline_variables
-from tests.support.oidc import Kind
+from tests.support.oidc import GITLAB_HOST, Kind
 from tests.support.release_repo import ReleaseRepo, clone_project, release_tags
 from tests.support.sigstore import SigstoreBench
 
@@ -34,7 +34,13 @@ SAMPLE_SIGN = 'sign=SignPolicy(attestations=("cyclonedx", "vuln", "provenance"))
 
 
 def keyless_clone(
-    folder: Path, repository: str, ci: str, project: str, workflow: str
+    folder: Path,
+    repository: str,
+    ci: str,
+    project: str,
+    workflow: str,
+    *,
+    server: str | None = None,
 ) -> ReleaseRepo:
     """A clone of this project whose spec signs keylessly as the `ci` workload `project`."""
     repo = clone_project(folder, repository)
@@ -44,7 +50,7 @@ def keyless_clone(
         attestations=("cyclonedx", "vuln", "provenance"),
         keyless=KeylessIdentity(
             issuer=os.environ["BENCH_OIDC_ISSUER"],
-            ci="{ci}",
+            ci="{ci}",{f"{chr(10)}            server={server!r}," if server else ""}
             repository="{project}",
             workflow="{workflow}",
         ),
@@ -129,7 +135,12 @@ def test_the_gitlab_pipeline_signs_keylessly_with_its_id_token(
     bench: Bench, sigstore: SigstoreBench, tmp_path: Path
 ) -> None:
     repo = keyless_clone(
-        tmp_path / "project", "tests/gitlab-keyless", "gitlab", GITLAB_PROJECT, ".gitlab-ci.yml"
+        tmp_path / "project",
+        "tests/gitlab-keyless",
+        "gitlab",
+        GITLAB_PROJECT,
+        ".gitlab-ci.yml",
+        server=f"https://{GITLAB_HOST}",  # the bench's GitLab: a self-managed instance's name
     )
     bench_env = sigstore_env(sigstore, "gitlab")
     ci_python = job_python(repo, tmp_path, bench_env)
@@ -159,7 +170,7 @@ def test_the_gitlab_pipeline_signs_keylessly_with_its_id_token(
     release = published["6.0.0"]
     assert {t for t, d in published.items() if d == release} >= {"6.0.0", "production"}
     identity = sigstore.identity("gitlab", **claims)
-    assert identity == f"https://gitlab.com/{GITLAB_PROJECT}//.gitlab-ci.yml@refs/tags/v6.0.0"
+    assert identity == f"https://{GITLAB_HOST}/{GITLAB_PROJECT}//.gitlab-ci.yml@refs/tags/v6.0.0"
     ref = f"{bench.registry.host}/{repo.repository}@{release}"
     verified = cosign_verify(bench, sigstore, ref, identity, "gitlab")
     assert verified.returncode == 0, verified.stderr[-2000:]
