@@ -266,15 +266,24 @@ class Cosign:
         return folder / "cosign.key", folder / "cosign.pub"
 
     def copy(self, source: DigestRef, destination: str) -> None:
-        """Copy an image with its signatures and attestations to another registry."""
+        """Copy an image with its signatures and attestations to another registry (again, whole,
+        when its own parallel writes raced: COPY_RACE; `--force` makes a repeat harmless)."""
         self.runner.run(
             ["cosign", "copy", "--force", str(source), destination],
             error_message=f"cosign could not copy {source} to {destination}",
+            retry_also=COPY_RACE,
         )
 
     def version(self) -> str:
         out = self.runner.run(["cosign", "version", "--json"], quiet=True).stdout
         return str(json.loads(out).get("gitVersion", "?"))
+
+
+# cosign copy writes an image's manifests and its .sig/.att/referrer tags in parallel: a
+# registry that checks an index's children (distribution does) can refuse an index or a
+# referrers list whose child is not written yet. Seen once under load, on a mirror:
+# "PUT …/manifests/sha256-<hex>: … MANIFEST_BLOB_UNKNOWN: blob unknown to registry; sha256:…".
+COPY_RACE = re.compile(r"MANIFEST_BLOB_UNKNOWN|blob unknown to registry")
 
 
 def _reason(stderr: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -120,13 +121,14 @@ class Runner:
         on_stderr_line: Callable[[str], None] | None = None,
         quiet: bool = False,
         error_message: str | Callable[[Result], str] = "",
+        retry_also: re.Pattern[str] | None = None,
     ) -> Result:
         """Run argv and return its result; raise CommandError on a non-zero exit when `check`.
 
         `error_message` starts the error's text (the output's last line follows), or, as a
         function of the result, is the whole text. With a retry policy, a failure whose output
-        names a transient registry fault is run again; an authentication failure raises
-        AuthError at once.
+        names a transient registry fault (or matches `retry_also`: a fault transient for this
+        command alone) is run again; an authentication failure raises AuthError at once.
         """
         argv = tuple(str(a) for a in argv)
         attempt = 1
@@ -144,7 +146,8 @@ class Runner:
                 return result
             output = result.stderr + result.stdout
             policy = self.retry
-            if policy is None or not text_is_transient(output) or attempt >= policy.attempts:
+            transient = text_is_transient(output) or bool(retry_also and retry_also.search(output))
+            if policy is None or not transient or attempt >= policy.attempts:
                 break
             wait = backoff(policy, attempt)
             if self.on_retry is not None:

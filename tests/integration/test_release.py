@@ -207,6 +207,7 @@ def test_different_content_under_an_existing_version_is_refused(
     started = time.monotonic()
     result = _release(bench, repo)
     seconds = time.monotonic() - started
+    print(f"a used version refused after {seconds:.1f} s")
     assert result.returncode == 9, result.stderr[-3000:]
     last = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(last) == 1

@@ -101,3 +101,26 @@ def test_a_command_past_its_timeout_is_killed_and_fails_like_any_other() -> None
     assert str(exc) == "the sleeper: sh timed out after 1s (killed)"
     sleepers = subprocess.run(["pgrep", "-f", "^sleep 30$"], capture_output=True, check=False)
     assert sleepers.stdout == b""  # killed, not left behind
+
+
+def test_a_fault_transient_for_one_command_is_retried_for_it_alone(tmp_path: object) -> None:
+    """`retry_also`: cosign copy's own write race (the index before its child) is run again;
+    the same text from a command that did not ask for it is not."""
+    import pathlib
+
+    from pipeline.adapters.cosign import COPY_RACE
+
+    marker = pathlib.Path(str(tmp_path)) / "count"
+    line = "PUT http://r/v2/a/manifests/sha256-ab: MANIFEST_BLOB_UNKNOWN: blob unknown to registry"
+    script = (
+        f"n=$(cat {marker} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {marker}; "
+        f"if [ $n -lt 2 ]; then echo '{line}' >&2; exit 1; fi; echo copied"
+    )
+    seen: list[Attempt] = []
+    runner = Runner(echo=False).with_retry(FAST, seen.append)
+    with pytest.raises(CommandError):
+        runner.run(["sh", "-c", script])
+    assert seen == [], "not transient unless the command says so"
+    marker.unlink()
+    assert runner.run(["sh", "-c", script], retry_also=COPY_RACE).stdout == "copied\n"
+    assert [a.number for a in seen] == [1]
