@@ -9,12 +9,13 @@ exponential backoff; 401/403 fail fast with AuthError, other 4xx with RegistryEr
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import requests
 import requests.exceptions
@@ -179,7 +180,7 @@ class RegistryClient:
         path: str,
         *,
         headers: Mapping[str, str] | None = None,
-        data: bytes | None = None,
+        data: bytes | BinaryIO | None = None,
         scope: str = "",
         ok: tuple[int, ...] = (200,),
         allow: tuple[int, ...] = (),
@@ -250,7 +251,7 @@ class RegistryClient:
         method: str,
         url: str,
         headers: Mapping[str, str] | None,
-        data: bytes | None,
+        data: bytes | BinaryIO | None,
         scope: str,
     ) -> requests.Response:
         hdrs = dict(headers or {})
@@ -262,6 +263,8 @@ class RegistryClient:
         )
         if response.status_code == 401 and self._answer_challenge(response, scope):
             hdrs["Authorization"] = self._auth_header(scope) or ""
+            if not isinstance(data, bytes) and data is not None:
+                data.seek(0)  # a streamed blob is sent again from its start
             response = self.session.request(
                 method, url, headers=hdrs, data=data, timeout=self.timeout, verify=self.verify
             )
@@ -386,9 +389,23 @@ class RegistryClient:
         return response.content
 
     def push_blob(self, repository: str, data: bytes) -> str:
-        """Upload a blob (skipped when present). A failed upload is retried whole: a lost answer
-        may mean it completed, and a finished upload session cannot be resumed."""
-        digest = digest_of(data)
+        """Upload a blob held in memory (skipped when present); see `_push`."""
+        return self._push(repository, digest_of(data), lambda: contextlib.nullcontext(data))
+
+    def push_blob_file(self, repository: str, path: Path, digest: str) -> str:
+        """Upload the blob in `path` (an OCI layout's `blobs/sha256/<hex>`), streamed from disk:
+        a base layer of tens of MiB is never held in memory (four images at once would hold
+        four). The registry checks `digest` against what it receives."""
+        return self._push(repository, digest, lambda: path.open("rb"))
+
+    def _push(
+        self,
+        repository: str,
+        digest: str,
+        body: Callable[[], contextlib.AbstractContextManager[bytes | BinaryIO]],
+    ) -> str:
+        """A failed upload is retried whole, from a fresh `body()`: a lost answer may mean it
+        completed, and a finished upload session cannot be resumed."""
         scope = f"repository:{repository}:pull,push"
 
         def upload() -> str:
@@ -401,15 +418,16 @@ class RegistryClient:
             if location.startswith("/"):
                 location = f"{self.base_url}{location}"
             joiner = "&" if "?" in location else "?"
-            self.request(
-                "PUT",
-                f"{location}{joiner}digest={digest}",
-                headers={"Content-Type": "application/octet-stream"},
-                data=data,
-                scope=scope,
-                ok=(201,),
-                retry=False,
-            )
+            with body() as data:
+                self.request(
+                    "PUT",
+                    f"{location}{joiner}digest={digest}",
+                    headers={"Content-Type": "application/octet-stream"},
+                    data=data,
+                    scope=scope,
+                    ok=(201,),
+                    retry=False,
+                )
             return digest
 
         try:

@@ -544,7 +544,7 @@ def push_layout(client: RegistryClient, repository: str, layout: oci.Layout) -> 
         if descriptor.media_type not in oci.INDEX_TYPES:
             for blob in layout.blobs_of(body):
                 if not client.blob_exists(repository, blob.digest):
-                    client.push_blob(repository, layout.blob(blob.digest))
+                    client.push_blob_file(repository, layout.blob_path(blob.digest), blob.digest)
         client.put_manifest(
             repository, descriptor.digest, Manifest(descriptor.digest, descriptor.media_type, body)
         )
