@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from pipeline.engine.workspace import (
     OWNER_FILE,
@@ -47,7 +48,7 @@ def test_a_run_with_sandbox_fixtures_keeps_the_users_logins() -> None:
     """The built-in base or DB stands in while the images go to the user's registry, logged in
     with `docker login`: the run's private config holds both logins (the sandbox's alone made
     BuildKit pull the base from the user's registry without credentials: 401)."""
-    user = {
+    user: dict[str, Any] = {
         "auths": {"reg.example:5000": {"auth": "dXNlcjpwdw=="}, "127.0.0.1:4000": {"auth": "b2xk"}},
         "credHelpers": {"ghcr.io": "gh"},
     }
