@@ -33,6 +33,12 @@ _AUTH_TEXT = re.compile(
     re.IGNORECASE,
 )
 
+# BuildKit writing one blob from two exports at once (a layer that two platforms or two builds on
+# one daemon share): containerd refuses the second writer while the first holds the ref, with
+# `ref layer-sha256:… locked for 91ms (since …): unavailable` (moby/buildkit#3270). Not the
+# registry's fault nor a lost host, and gone on the next try.
+_CONTENT_LOCKED = re.compile(r"\bref \S+ locked\b[^\n]*: unavailable", re.IGNORECASE)
+
 
 @dataclass(frozen=True)
 class Attempt:
@@ -48,6 +54,11 @@ def status_is_transient(status: int) -> bool:
 def text_is_transient(text: str) -> bool:
     """Whether a tool's error output describes a transient registry fault (not an auth failure)."""
     return bool(_TRANSIENT_TEXT.search(text)) and not _AUTH_TEXT.search(text)
+
+
+def text_is_content_lock(text: str) -> bool:
+    """Whether a build failed on BuildKit's content store being written by another export."""
+    return bool(_CONTENT_LOCKED.search(text))
 
 
 def text_is_auth_failure(text: str) -> bool:

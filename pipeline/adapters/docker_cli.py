@@ -17,6 +17,7 @@ from pathlib import Path
 from pipeline import buildlog
 from pipeline.adapters.runner import TIMED_OUT, Runner
 from pipeline.errors import EnvironmentProblem, last_line
+from pipeline.retry import text_is_content_lock
 
 # The variable that sets a build's deadline (read by the engine; named in the timeout's error).
 BUILD_TIMEOUT_ENV = "PIPELINE_BUILD_TIMEOUT"
@@ -264,7 +265,8 @@ HOST_LOST = (
 
 
 def _host_lost(line: str) -> bool:
-    return any(marker in line for marker in HOST_LOST)
+    # A busy content store also says `code = Unavailable`; the host answered.
+    return any(marker in line for marker in HOST_LOST) and not text_is_content_lock(line)
 
 
 def _error_text(line: str) -> str:

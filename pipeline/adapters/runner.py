@@ -30,7 +30,13 @@ import sh
 
 from pipeline import ui
 from pipeline.errors import AuthError, CommandError, RegistryError, ToolMissing
-from pipeline.retry import Attempt, backoff, text_is_auth_failure, text_is_transient
+from pipeline.retry import (
+    Attempt,
+    backoff,
+    text_is_auth_failure,
+    text_is_content_lock,
+    text_is_transient,
+)
 from pipeline.secrets import redact
 from pipeline.spec import RetryPolicy
 from pipeline.toolchain.requirements import install_hint
@@ -146,8 +152,12 @@ class Runner:
                 return result
             output = result.stderr + result.stdout
             policy = self.retry
-            transient = text_is_transient(output) or bool(retry_also and retry_also.search(output))
-            if policy is None or not transient or attempt >= policy.attempts:
+            again = (
+                text_is_transient(output)
+                or text_is_content_lock(output)
+                or bool(retry_also and retry_also.search(output))
+            )
+            if policy is None or not again or attempt >= policy.attempts:
                 break
             wait = backoff(policy, attempt)
             if self.on_retry is not None:
@@ -252,6 +262,6 @@ def _fault_line(output: str) -> str:
     """The line of a tool's output that names the fault (for the retry log and errors)."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     for line in reversed(lines):
-        if text_is_transient(line) or text_is_auth_failure(line):
+        if text_is_transient(line) or text_is_auth_failure(line) or text_is_content_lock(line):
             return line[:300]
     return lines[-1][:300] if lines else "no output"

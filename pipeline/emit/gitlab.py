@@ -65,6 +65,10 @@ def pipeline(spec: Spec, spec_path: str) -> GitlabPipeline:
     variables: dict[str, Any] = {
         "PIPELINE_SPEC": spec_path,
         "GIT_DEPTH": "0",  # every tag: the floating-tag rule compares with all releases
+        # The docker executor checks out under `umask 0000` (files 0666): COPY keeps the modes,
+        # so every layer differed from a local release of the commit. With this flag the
+        # checkout has git's modes (0644/0755), as on a laptop (gitlab-runner MR 2539).
+        "FF_DISABLE_UMASK_FOR_DOCKER_EXECUTOR": "true",
         "PIPELINE_JOB_IMAGE": {
             "value": ci.job_image or "",
             "description": "the job image by digest (images/runner, released by pipeline)",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -284,14 +285,18 @@ def _connection(
         # for other registries (a private base image) keep working.
         _check_login(spec, client)
         private = scratch / "docker"
-        _copy_docker_config(env, private)
+        _copy_docker_config(env, private, provisioned)
         tool_env["DOCKER_CONFIG"] = str(private)
         DockerCli(runner.with_env(**tool_env)).login(
             host, credentials.username, credentials.password
         )
     elif provisioned is not None:
-        # Still need to pull the built-in base from the built-in registry.
-        tool_env.setdefault("DOCKER_CONFIG", str(provisioned.docker_config))
+        # The built-in base or DB stands in, from the built-in registry, while the images go to
+        # the user's registry through their own `docker login`: a private config with both (the
+        # sandbox's config alone has no login to the user's registry).
+        private = scratch / "docker"
+        _copy_docker_config(env, private, provisioned)
+        tool_env["DOCKER_CONFIG"] = str(private)
     return _Connection(host, client, tool_env)
 
 
@@ -444,11 +449,38 @@ def sweep_scratch(folder: Path | None = None) -> list[Path]:
     return removed
 
 
-def _copy_docker_config(env: Mapping[str, str], target: Path) -> None:
+def with_logins(config: Mapping[str, Any], logins: Mapping[str, Any]) -> dict[str, Any]:
+    """A docker config (`config.json`'s data) with the `auths` of `logins` added: the user's
+    settings and logins kept, a host both name logged in as `logins` says."""
+    merged = dict(config)
+    auths = merged.get("auths")
+    merged["auths"] = {**(auths if isinstance(auths, dict) else {}), **logins.get("auths", {})}
+    return merged
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _copy_docker_config(
+    env: Mapping[str, str], target: Path, provisioned: sandbox.Provisioned | None = None
+) -> None:
+    """The user's docker config, copied into `target`, with the built-in registry's login when
+    `provisioned` (a base or DB of the sandbox stands in)."""
     folder = Path(env.get("DOCKER_CONFIG") or Path.home() / ".docker")
     source = folder / "config.json"
     target.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if source.is_file():
+    if provisioned is not None:
+        config = with_logins(
+            _read_config(source), _read_config(provisioned.docker_config / "config.json")
+        )
+        (target / "config.json").write_text(json.dumps(config, indent=1))
+        (target / "config.json").chmod(0o600)
+    elif source.is_file():
         (target / "config.json").write_bytes(source.read_bytes())
         (target / "config.json").chmod(0o600)
     if (folder / "contexts").is_dir():

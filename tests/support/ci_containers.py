@@ -2,8 +2,9 @@
 image released by the project's own pipeline, the docker-in-docker image, gitlab-ci-local's
 helper images.
 
-- `bridge_registry(folder)`: a TLS + password `docker-registry` on the host's docker0 address
-  (a container cannot reach the host's loopback, where the bench registries listen), its
+- `bridge_registry(folder)`: a TLS + password `docker-registry` on the address of the host's
+  default-route interface (a container cannot reach the host's loopback, where the bench
+  registries listen, and inside a dind service 172.17.0.1 is dind's own bridge), its
   certificate for that address; `provision()` then trusts it in the host dockerd, logs in and
   fills it with the base image and the fixture Trivy DB, as for the bench;
 - `release_job_image(...)`: in a clone of this project, the tool's wheel is built
@@ -11,8 +12,9 @@ helper images.
   its hash into pipeline.lock (offline), `images/runner/prepare.py` downloads the locked wheels,
   and `pipeline release --spec images/runner/release.py` builds, scans, signs and publishes the
   job image: the same lock the clone's generated CI checks in every job;
-- `dind_image(...)`, `wait_image(...)`: built once with buildx and kept in the host's image store
-  under a tag that is the hash of their inputs (as the base image is), pushed where needed.
+- `dind_image(...)`, `wait_image(...)`, `helper_image(...)`: built once with buildx and kept in
+  the host's image store under a tag that is the hash of their inputs (as the base image is),
+  pushed where needed.
 
 The heavy layers of the job image (apt, the locked wheels) stay in the host daemon's BuildKit
 cache between runs, keyed by their inputs; a cold run builds them once.
@@ -52,14 +54,36 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data" / "ci-images"
 
 
-def docker0_address() -> str:
+def _address_of(device: str) -> str:
     out = subprocess.run(
-        ["ip", "-4", "-json", "addr", "show", "docker0"],
+        ["ip", "-4", "-json", "addr", "show", device],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
     return str(json.loads(out)[0]["addr_info"][0]["local"])
+
+
+# docker-in-docker's own dockerd makes its bridge on docker's default 172.17.0.0/16 inside the
+# service container: there the host's docker0 address (172.17.0.1) is dind's own bridge.
+DIND_BRIDGE = ipaddress.ip_network("172.17.0.0/16")
+
+
+def host_address() -> str:
+    """An address of this machine that every container reaches, dind's builds included: that of
+    the interface with the default route (not docker0, which dind's own bridge shadows)."""
+    out = subprocess.run(
+        ["ip", "-4", "-json", "route", "show", "default"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    routes = json.loads(out)
+    if routes and routes[0].get("dev"):
+        address = _address_of(str(routes[0]["dev"]))
+        if ipaddress.ip_address(address) not in DIND_BRIDGE:
+            return address
+    raise AssertionError(f"no address outside {DIND_BRIDGE} for the CI registry: {out!r}")
 
 
 def _tls(folder: Path, address: str) -> tuple[Path, Path, Path]:
@@ -110,9 +134,9 @@ def _tls(folder: Path, address: str) -> tuple[Path, Path, Path]:
 
 
 def bridge_registry(folder: Path, runner: Runner) -> RegistryServer:
-    """A TLS + password registry on docker0's address, reachable from every container."""
+    """A TLS + password registry on `host_address()`, reachable from every container."""
     folder.mkdir(parents=True, exist_ok=True)
-    address = docker0_address()
+    address = host_address()
     host = f"{address}:{free_port()}"
     ca_file, cert, key = _tls(folder / "tls", address)
     password = secrets.token_urlsafe(18)
@@ -217,9 +241,13 @@ def wait_image(runner: Runner) -> str:
     return _build(f"pipeline-ci/wait:{key}", DATA / "wait" / "Dockerfile", DATA / "wait", runner)
 
 
-def helper_image() -> str:
-    """gitlab-ci-local's helper image only needs sh, chown and chmod: the base has them."""
-    return _local_base()
+def helper_image(runner: Runner) -> str:
+    """gitlab-ci-local's helper image (the build volume's modes, and copying artifacts out of it
+    with bash and rsync), made from the base."""
+    key = _key(DATA / "helper", extra=_local_base())
+    return _build(
+        f"pipeline-ci/helper:{key}", DATA / "helper" / "Dockerfile", DATA / "helper", runner
+    )
 
 
 def push_by_digest(

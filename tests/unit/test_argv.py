@@ -271,3 +271,14 @@ def test_a_failing_test_stage_says_the_tests_failed() -> None:
         'process "/bin/sh" did not'
     )
     assert docker_cli.build_failure("", 2) == "docker buildx build exited 2"
+
+
+def test_a_busy_content_store_is_not_a_lost_docker_host() -> None:
+    stderr = (
+        "#12 exporting to oci image format\n"
+        "ERROR: (*service).Write failed: rpc error: code = Unavailable desc = ref "
+        "layer-sha256:0879 locked for 241ms (since 2026-12-02 14:10:29 +0000 UTC): unavailable\n"
+    )
+    message = docker_cli.build_failure(stderr, 1)
+    assert not message.startswith("the Docker host was lost")
+    assert "locked for 241ms" in message

@@ -299,3 +299,10 @@ def test_check_fails_with_a_diff_when_stale(
     assert main(["workflows", "--spec", spec, "--root", str(tmp_path), "--check"]) == 11
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: pipeline.lock was resolved from other inputs (was: ")
+
+
+def test_gitlab_checks_out_with_gits_modes(loaded: LoadedSpec) -> None:
+    """GitLab's docker executor checks out under `umask 0000`: files 0666, which COPY keeps, so
+    every image would differ from a local release of the commit (seen under gitlab-ci-local)."""
+    for spec in (loaded.spec, _variant(loaded, **NATIVE)):
+        assert _gl(spec)["variables"]["FF_DISABLE_UMASK_FOR_DOCKER_EXECUTOR"] == "true"

@@ -9,6 +9,7 @@ from pipeline.retry import (
     parse_retry_after,
     status_is_transient,
     text_is_auth_failure,
+    text_is_content_lock,
     text_is_transient,
 )
 from pipeline.spec import RetryPolicy
@@ -133,3 +134,23 @@ def test_retrier_fails_fast_on_permanent_errors() -> None:
     with pytest.raises(ValueError):
         Retrier(POLICY, sleep=lambda _s: None).call(op, _classify)
     assert calls == [1]
+
+
+LOCKED = (
+    "ERROR: (*service).Write failed: rpc error: code = Unavailable desc = ref "
+    "layer-sha256:087964ed25b23cdacdabdbd47cc41d801a896eaeeb7a4820967607055d7bd3a5 locked for "
+    "241.257202ms (since 2026-12-02 14:10:29.564387605 +0000 UTC m=+223.229556131): unavailable"
+)
+
+
+def test_a_busy_content_store_is_retried_but_is_not_the_registry() -> None:
+    """Two exports writing one layer at once (moby/buildkit#3270): worth another build, and
+    never reported as a registry that kept failing."""
+    assert text_is_content_lock(LOCKED)
+    assert text_is_content_lock(
+        "failed to load cache: ref buildkit/1/layer-sha256:30a locked: unavailable"
+    )
+    assert not text_is_transient(LOCKED)
+    assert not text_is_content_lock(
+        "ERROR: failed to receive status: rpc error: code = Unavailable"
+    )

@@ -6,8 +6,15 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
-from pipeline.engine.workspace import OWNER_FILE, SCRATCH_PREFIX, _owner, sweep_scratch
+from pipeline.engine.workspace import (
+    OWNER_FILE,
+    SCRATCH_PREFIX,
+    _owner,
+    sweep_scratch,
+    with_logins,
+)
 
 
 def _folder(base: Path, name: str, owner: str | None) -> Path:
@@ -35,3 +42,25 @@ def test_folders_of_gone_runs_are_removed(tmp_path: Path) -> None:
     assert sorted(p.name for p in removed) == sorted(p.name for p in (killed, reused_pid, old))
     assert mine.is_dir() and recent.is_dir() and starting.is_dir() and unrelated.is_dir()
     assert not killed.exists() and not reused_pid.exists() and not old.exists()
+
+
+def test_a_run_with_sandbox_fixtures_keeps_the_users_logins() -> None:
+    """The built-in base or DB stands in while the images go to the user's registry, logged in
+    with `docker login`: the run's private config holds both logins (the sandbox's alone made
+    BuildKit pull the base from the user's registry without credentials: 401)."""
+    user: dict[str, Any] = {
+        "auths": {"reg.example:5000": {"auth": "dXNlcjpwdw=="}, "127.0.0.1:4000": {"auth": "b2xk"}},
+        "credHelpers": {"ghcr.io": "gh"},
+    }
+    sandbox = {"auths": {"127.0.0.1:4000": {"auth": "cGlwZWxpbmU6bmV3"}}}
+    merged = with_logins(user, sandbox)
+    assert merged == {
+        "auths": {
+            "reg.example:5000": {"auth": "dXNlcjpwdw=="},
+            "127.0.0.1:4000": {"auth": "cGlwZWxpbmU6bmV3"},
+        },
+        "credHelpers": {"ghcr.io": "gh"},
+    }
+    assert user["auths"]["127.0.0.1:4000"] == {"auth": "b2xk"}, "the user's config is untouched"
+    assert with_logins({}, sandbox) == sandbox
+    assert with_logins(user, {}) == user

@@ -1,14 +1,9 @@
-"""WORK IN PROGRESS, not collected by default; run it by path
-(`./noxw -s tests -- tests/integration/ci_containers_wip.py`). Where it stands: the job image is
-released; its first build then fails with "failed to configure registry cache importer:
-<bridge registry>/pipeline/runner:buildcache: not found" (the host BuildKit and a TLS registry on
-the docker bridge), not yet diagnosed.
-
-The generated GitLab pipeline run as a GitLab runner with the docker executor runs it: every
+"""The generated GitLab pipeline run as a GitLab runner with the docker executor runs it: every
 job in a container of the job image (released first by the project's own pipeline), the build
 jobs next to a privileged docker-in-docker service made from Debian's docker packages, chosen
 through the generated PIPELINE_DIND_IMAGE variable; gitlab-ci-local's docker executor, images
-served from a registry on the docker bridge (containers cannot reach the host's loopback).
+served from a registry on the host's outward address (containers cannot reach the host's
+loopback, and inside dind 172.17.0.1 is dind's own bridge).
 
 Proven here:
 - a tag pipeline publishes the same per-platform digests as a local release of the commit, the
@@ -38,7 +33,7 @@ from pipeline.adapters.runner import Runner
 from pipeline.emit import gitlab
 from pipeline.emit.yamldump import dump
 from pipeline.oci import platform_digests
-from pipeline.sandbox.local import Provisioned, ca_bundle, provision
+from pipeline.sandbox.local import Provisioned, provision
 from pipeline.sandbox.registry import RegistryServer, untrust_in_docker
 from pipeline.specload import load_spec
 from tests.support.bench import ROOT, Bench
@@ -54,6 +49,9 @@ from tests.support.ci_containers import (
 )
 from tests.support.release_repo import ReleaseRepo, clone_project, release_tags
 from tests.support.spec_variants import NATIVE
+
+# The job image's release alone takes longer than the suite's 900 s on a cold BuildKit cache.
+pytestmark = pytest.mark.timeout(3600)
 
 GITLAB_CI_LOCAL = ROOT / "node_modules" / "gitlab-ci-local" / "dist" / "index.js"
 REPOSITORY = "ci/sample-app"
@@ -108,18 +106,22 @@ def ci(bench: Bench, runner: Runner, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def _gitlab_ci_local(
-    ci: CI, bench: Bench, file: str, variables: dict[str, str], *, manual: tuple[str, ...] = ()
+    ci: CI,
+    bench: Bench,
+    file: str,
+    variables: dict[str, str],
+    *,
+    manual: tuple[str, ...] = (),
+    concurrency: int | None = None,
 ) -> tuple[subprocess.CompletedProcess[str], float]:
     repo = ci.repo
-    bundle = ca_bundle(ci.registry, ci.work / "bundle")
+    bundle = ci.provisioned.ca_bundle  # the system's CAs and the bridge registry's
     assert bundle is not None
-    # The signing key as GitLab holds it: a file-type variable scoped to the environment the
-    # sign job names, its password likewise (gitlab-ci-local: a value that is a path is a file).
-    key_file = ci.work / "cosign.key"
-    shutil.copyfile(bench.cosign_key, key_file)
+    # The signing key as GitLab holds it: a file-type variable (its content: the PEM key; the
+    # job gets a path) scoped to the environment the sign job names, its password likewise.
     scoped = {
-        "COSIGN_KEY": {"values": {"signing": str(key_file)}},
-        "COSIGN_PASSWORD": {"values": {"signing": bench.cosign_password}},
+        "COSIGN_KEY": {"type": "file", "values": {"signing": bench.cosign_key.read_text()}},
+        "COSIGN_PASSWORD": {"type": "variable", "values": {"signing": bench.cosign_password}},
     }
     variables_file = ci.work / "variables.yml"
     variables_file.write_text(yaml.safe_dump(scoped))
@@ -131,26 +133,34 @@ def _gitlab_ci_local(
         file,
         "--no-color",
         "--privileged",  # a runner with `privileged = true`: what docker-in-docker needs
+        # gitlab-ci-local reads no FF_ variables: this is the runner under the generated
+        # FF_DISABLE_UMASK_FOR_DOCKER_EXECUTOR (git's modes, not `umask 0000`'s 0666).
+        "--no-umask",
         "--pull-policy",
         "if-not-present",
         "--helper-image",
-        helper_image(),
+        helper_image(Runner(echo=False)),
         "--wait-image",
         wait_image(Runner(echo=False)),
         "--ca-file",
         str(bundle),
         "--volume",
         f"{certs}:/certs/client",  # the runner's `volumes = ["/certs/client"]` for dind TLS
-        "--variables-file",
-        str(variables_file),
+        "--variables-file",  # read as $CWD/<this>, so relative to the checkout
+        os.path.relpath(variables_file, repo.path),
     ]
     for job in manual:
         argv += ["--manual", job]
+    if concurrency is not None:
+        argv += ["--concurrency", str(concurrency)]
     common = {
         "GITLAB_CI": "true",
         "CI_DEFAULT_BRANCH": "main",
         "CI_PROJECT_URL": "https://example.com/acme/sample-app",
         "CI_REGISTRY": ci.registry.host,
+        # The project's own registry path (gitlab-ci-local, with no git remote, would make it
+        # `fallback.group/fallback.project`).
+        "CI_REGISTRY_IMAGE": f"{ci.registry.host}/{REPOSITORY}",
         "CI_REGISTRY_USER": ci.registry.username or "",
         "CI_REGISTRY_PASSWORD": ci.registry.password or "",
         "PIPELINE_JOB_IMAGE": ci.job_image.reference,
@@ -208,6 +218,7 @@ def test_merge_request_pipeline_in_containers_pushes_nothing(ci: CI, bench: Benc
     result, seconds = _gitlab_ci_local(ci, bench, "workflows/gitlab-ci.yml", variables)
     log = result.stdout + result.stderr
     ci.timings["merge-request pipeline"] = seconds
+    (ci.work / "merge-request-pipeline.log").write_text(log)
     assert result.returncode == 0, log[-8000:]
     assert "PASS  merge-request" in log
     assert _started_in(log) == {"merge-request": ci.job_image.reference}
@@ -301,7 +312,12 @@ def test_native_runner_fan_out_in_containers_gives_the_qemu_digests(ci: CI, benc
     (ci.repo.path / ".gitlab-ci-native.yml").write_text(
         dump(gitlab.pipeline(native, ci.repo.spec).to_data(), "native-runner variant")
     )
-    result, seconds = _gitlab_ci_local(ci, bench, ".gitlab-ci-native.yml", _tag_pipeline("v3.1.0"))
+    # One job at a time: a runner gives each job its own /certs/client volume, gitlab-ci-local
+    # one named volume for all, so two dind services at once overwrite each other's client
+    # certificates (x509: certificate signed by unknown authority).
+    result, seconds = _gitlab_ci_local(
+        ci, bench, ".gitlab-ci-native.yml", _tag_pipeline("v3.1.0"), concurrency=1
+    )
     log = result.stdout + result.stderr
     ci.timings["native fan-out pipeline"] = seconds
     assert result.returncode == 0, log[-8000:]
