@@ -83,6 +83,21 @@ def host_address() -> str:
         address = _address_of(str(routes[0]["dev"]))
         if ipaddress.ip_address(address) not in DIND_BRIDGE:
             return address
+    # No default route (an offline machine): any global address outside docker's bridges.
+    for interface in json.loads(
+        subprocess.run(
+            ["ip", "-4", "-json", "addr", "show", "scope", "global"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    ):
+        if str(interface.get("ifname", "")).startswith(("docker", "br-", "veth")):
+            continue
+        for info in interface.get("addr_info", []):
+            address = str(info.get("local", ""))
+            if address and ipaddress.ip_address(address) not in DIND_BRIDGE:
+                return address
     raise AssertionError(f"no address outside {DIND_BRIDGE} for the CI registry: {out!r}")
 
 
