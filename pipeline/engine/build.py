@@ -543,8 +543,8 @@ def push_layout(client: RegistryClient, repository: str, layout: oci.Layout) -> 
     for descriptor, body in layout.walk(top):
         if descriptor.media_type not in oci.INDEX_TYPES:
             for blob in layout.blobs_of(body):
-                if not client.blob_exists(repository, blob.digest):
-                    client.push_blob_file(repository, layout.blob_path(blob.digest), blob.digest)
+                # push_blob_file asks the registry first: a blob already there is not sent.
+                client.push_blob_file(repository, layout.blob_path(blob.digest), blob.digest)
         client.put_manifest(
             repository, descriptor.digest, Manifest(descriptor.digest, descriptor.media_type, body)
         )
