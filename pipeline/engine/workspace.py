@@ -483,9 +483,12 @@ def _copy_docker_config(
     elif source.is_file():
         (target / "config.json").write_bytes(source.read_bytes())
         (target / "config.json").chmod(0o600)
-    if (folder / "contexts").is_dir():
-        # The user's docker contexts (a native builder may be one), read where they are.
-        (target / "contexts").symlink_to(folder / "contexts", target_is_directory=True)
+    # The user's docker contexts (a native builder may be one) and buildx's builders with the
+    # one in use (on GitHub: the builder setup-buildx-action made, which buildx would otherwise
+    # not find and fall back to the daemon's `docker` driver), read where they are.
+    for state in ("contexts", "buildx"):
+        if (folder / state).is_dir():
+            (target / state).symlink_to(folder / state, target_is_directory=True)
 
 
 def trivy_cache(db_repository: str | None) -> Path:

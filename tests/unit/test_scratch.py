@@ -11,6 +11,7 @@ from typing import Any
 from pipeline.engine.workspace import (
     OWNER_FILE,
     SCRATCH_PREFIX,
+    _copy_docker_config,
     _owner,
     sweep_scratch,
     with_logins,
@@ -64,3 +65,23 @@ def test_a_run_with_sandbox_fixtures_keeps_the_users_logins() -> None:
     assert user["auths"]["127.0.0.1:4000"] == {"auth": "b2xk"}, "the user's config is untouched"
     assert with_logins({}, sandbox) == sandbox
     assert with_logins(user, {}) == user
+
+
+def test_the_private_docker_config_keeps_the_builder_in_use(tmp_path: Path) -> None:
+    """On GitHub, setup-buildx-action creates a builder and makes it current in
+    ~/.docker/buildx. A run's private DOCKER_CONFIG without that state made buildx fall back to
+    the daemon's `docker` driver, which a classic image store cannot export OCI with."""
+    user = tmp_path / "home-docker"
+    (user / "buildx" / "instances").mkdir(parents=True)
+    (user / "buildx" / "current").write_text('{"Key":"unix:///var/run/docker.sock","Name":"b"}')
+    (user / "contexts" / "meta").mkdir(parents=True)
+    (user / "config.json").write_text('{"auths": {"reg.example": {"auth": "dTpw"}}}')
+    private = tmp_path / "scratch" / "docker"
+    _copy_docker_config({"DOCKER_CONFIG": str(user)}, private)
+    assert (private / "config.json").read_text() == (user / "config.json").read_text()
+    assert (private / "buildx" / "current").read_text().endswith('"Name":"b"}')
+    assert (private / "contexts").resolve() == (user / "contexts").resolve()
+    bare = tmp_path / "bare-docker"
+    bare.mkdir()
+    _copy_docker_config({"DOCKER_CONFIG": str(bare)}, tmp_path / "scratch2" / "docker")
+    assert not (tmp_path / "scratch2" / "docker" / "buildx").exists()
