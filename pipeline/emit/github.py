@@ -41,6 +41,11 @@ RELEASE_RETENTION_DAYS = 35
 WORK_RETENTION_DAYS = 7
 # Checks that the job image holds exactly the locked versions; downloads nothing.
 LOCK_CHECK = "python -m pip install --no-index --require-hashes --no-deps --quiet -r pipeline.lock"
+# A container job runs as root on a workspace the runner's user owns, and checkout's own
+# safe.directory lives in a temporary HOME it deletes: git (and the tool's reading of the commit
+# and tags) refuses "dubious ownership" unless the job's HOME trusts the workspace
+# (actions/runner#2033).
+TRUST_WORKSPACE = 'git config --global --add safe.directory "$GITHUB_WORKSPACE"'
 
 
 def release_tag_glob(pattern: str) -> str:
@@ -83,10 +88,21 @@ class _Builder:
             with_={"fetch-depth": 0, "persist-credentials": False},
         )
 
+    def setup(self) -> list[Step]:
+        """What every job starts with: the checkout and the tool."""
+        return [self.checkout(), *self.tool()]
+
     def tool(self) -> list[Step]:
-        """The runner's Python with the tool hash-locked, or the job image's, checked."""
+        """The runner's Python with the tool hash-locked, or the job image's, checked (and the
+        checkout trusted: the container's root does not own it)."""
         if self.in_container:
-            return [Step(name="Check the job image holds the locked tool", run=LOCK_CHECK)]
+            return [
+                Step(
+                    name="Trust the checkout (the job container's root does not own it)",
+                    run=TRUST_WORKSPACE,
+                ),
+                Step(name="Check the job image holds the locked tool", run=LOCK_CHECK),
+            ]
         return [
             Step(
                 name="Set up Python",
@@ -105,14 +121,19 @@ class _Builder:
     def buildx(self) -> Step:
         return Step(name="Set up Docker Buildx", uses=pins.SETUP_BUILDX)
 
-    def cosign(self) -> Step:
-        # The installer checks the sha256 of its bootstrap cosign and the signature of the
-        # release it installs.
-        return Step(
-            name="Install cosign (checksum and signature verified)",
-            uses=pins.COSIGN_INSTALLER,
-            with_={"cosign-release": self.ci.cosign_release},
-        )
+    def cosign(self) -> list[Step]:
+        """The installer checks the sha256 of its bootstrap cosign and the signature of the
+        release it installs. The job image has its own cosign, and no curl, which the installer
+        downloads with: nothing to install there."""
+        if self.in_container:
+            return []
+        return [
+            Step(
+                name="Install cosign (checksum and signature verified)",
+                uses=pins.COSIGN_INSTALLER,
+                with_={"cosign-release": self.ci.cosign_release},
+            )
+        ]
 
     def registry(self) -> str:
         return _var("PIPELINE_REGISTRY") if self.local else self.spec.registry.host
@@ -282,8 +303,7 @@ class _Builder:
             jobs["pull-request"] = self.job(
                 "Pull request: build and scan (nothing pushed)",
                 [
-                    self.checkout(),
-                    *self.tool(),
+                    *self.setup(),
                     self.qemu(),
                     self.buildx(),
                     self.session("Preflight", "preflight"),
@@ -301,9 +321,8 @@ class _Builder:
             jobs["rollback"] = self.job(
                 "Rollback: point the floating tag at an earlier published version",
                 [
-                    self.checkout(),
-                    *self.tool(),
-                    self.cosign(),
+                    *self.setup(),
+                    *self.cosign(),
                     self.login(),
                     *self.rollback_steps(),
                 ],
@@ -352,8 +371,7 @@ class _Builder:
             jobs["build"] = self.job(
                 "Build every platform (QEMU), pushed by digest",
                 [
-                    self.checkout(),
-                    *self.tool(),
+                    *self.setup(),
                     self.session("Preflight", "preflight"),
                     self.qemu(),
                     self.buildx(),
@@ -370,7 +388,7 @@ class _Builder:
         # Preflight first, in a job of its own: no build starts on a Dockerfile it refuses.
         jobs["preflight"] = self.job(
             "Preflight: Dockerfiles and build contexts",
-            [self.checkout(), *self.tool(), self.session("Preflight", "preflight")],
+            [*self.setup(), self.session("Preflight", "preflight")],
             if_=IS_PUSH,
             permissions=self.permissions(),
             timeout=10,
@@ -380,8 +398,7 @@ class _Builder:
             jobs[f"build-{slug}"] = self.job(
                 f"Build {platform} on its own runner (pushed by digest)",
                 [
-                    self.checkout(),
-                    *self.tool(),
+                    *self.setup(),
                     self.buildx(),
                     self.login(),
                     self.session("Build", "build", "--platform", platform),
@@ -396,8 +413,7 @@ class _Builder:
         jobs["build"] = self.job(
             "Merge the platform builds into one index",
             [
-                self.checkout(),
-                *self.tool(),
+                *self.setup(),
                 self.login(),
                 self.download("dist-build-*", pattern=True),
                 self.session("Merge", "merge"),
@@ -415,8 +431,7 @@ class _Builder:
         jobs["scan"] = self.job(
             "Scan every platform (Trivy gate)",
             [
-                self.checkout(),
-                *self.tool(),
+                *self.setup(),
                 self.login(),
                 self.download("dist-build"),
                 self.session("Scan", "scan"),
@@ -430,9 +445,8 @@ class _Builder:
         jobs["sign"] = self.job(
             "Sign and attest the scanned digest",
             [
-                self.checkout(),
-                *self.tool(),
-                self.cosign(),
+                *self.setup(),
+                *self.cosign(),
                 self.login(),
                 self.download("dist-scan"),
                 self.session("Sign", "sign", env=self.signing_env()),
@@ -445,8 +459,7 @@ class _Builder:
         jobs["publish"] = self.job(
             "Publish: point the tags at the signed digest",
             [
-                self.checkout(),
-                *self.tool(),
+                *self.setup(),
                 self.login(),
                 self.download("dist-sign"),
                 self.session("Publish", "publish", env=self.mirror_env()),
@@ -463,8 +476,7 @@ class _Builder:
             jobs["provenance"] = self.job(
                 "Provenance: attest-build-provenance on each index digest",
                 [
-                    self.checkout(),
-                    *self.tool(),
+                    *self.setup(),
                     self.download("dist-release"),
                     self.session("Digests of this release", "notes", id_="release"),
                     self.login(),
@@ -477,8 +489,7 @@ class _Builder:
         jobs["github-release"] = self.job(
             "GitHub Release of this version (digests, verify commands, scan)",
             [
-                self.checkout(),
-                *self.tool(),
+                *self.setup(),
                 self.download("dist-release"),
                 self.session("Release notes", "notes"),
                 Step(
@@ -498,9 +509,8 @@ class _Builder:
         jobs["production"] = self.job(
             f"Promote to {self.ci.production_environment} (verified first)",
             [
-                self.checkout(),
-                *self.tool(),
-                self.cosign(),
+                *self.setup(),
+                *self.cosign(),
                 self.login(),
                 self.download("dist-release"),
                 self.session(

@@ -94,6 +94,29 @@ def test_one_sarif_run_per_category(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_container_jobs_run_on_linux_and_trust_the_checkout(name: str) -> None:
+    """A job with `container:` needs a Linux runner ("Running jobs in a container": "If your
+    workflows use Docker container actions, job containers, or service containers, then you
+    must use a Linux runner"), and its steps, JavaScript actions included, run inside the
+    container as its user, root here, while the workspace mounted at /__w belongs to the
+    runner's user; actions/checkout trusts it only in a temporary HOME that it deletes, so
+    git refuses the workspace afterwards ("detected dubious ownership", actions/runner#2033)
+    unless a step trusts it before anything reads git. The job image has no curl, which
+    cosign-installer downloads with: a container job uses the image's cosign."""
+    for job_id, job in _gh(name)["jobs"].items():
+        if not job.get("container"):
+            continue
+        assert str(job["runs-on"]).startswith("ubuntu-"), job_id
+        runs = [s for s in job["steps"] if "run" in s]
+        assert runs and runs[0]["run"] == github.TRUST_WORKSPACE, job_id
+        first_run = job["steps"].index(runs[0])
+        assert all(_uses(s, pins.CHECKOUT) for s in job["steps"][:first_run]), job_id
+        assert not any(_uses(s, pins.COSIGN_INSTALLER) for s in job["steps"]), job_id
+    if name == "job-container":
+        assert all(job.get("container") for job in _gh(name)["jobs"].values())
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_artifact_names_are_unique_in_a_run_and_outlive_the_approval_wait(name: str) -> None:
     """upload-artifact v4+: artifacts are immutable and a name can be uploaded once per run
     (actions/upload-artifact README, "Breaking Changes"; a job re-run uploads again: `overwrite`).

@@ -15,7 +15,7 @@ import yaml
 from pipeline.emit import GITHUB_FILE, GITLAB_FILE, generate, github, gitlab, pins
 from pipeline.spec import Spec
 from pipeline.specload import LoadedSpec, load_spec
-from tests.support.spec_variants import KEYLESS_GHCR, NATIVE
+from tests.support.spec_variants import JOB_CONTAINER, KEYLESS_GHCR, NATIVE
 
 ROOT = Path(__file__).resolve().parents[2]
 SHA = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
@@ -24,6 +24,9 @@ SHA = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 @pytest.fixture(scope="module")
 def loaded() -> LoadedSpec:
     return load_spec(ROOT / "sample-app" / "release.py")
+
+
+NATIVE_RUNNERS = {"github_runners": NATIVE["ci"].github_runners}
 
 
 def _variant(loaded: LoadedSpec, **changes: Any) -> Spec:
@@ -95,6 +98,25 @@ def test_run_steps_only_call_nox_sessions(loaded: LoadedSpec) -> None:
         'gh release create "$GITHUB_REF_NAME" --verify-tag --title "$GITHUB_REF_NAME" '
         "--notes-file dist/release-notes.md",
     }
+
+
+def test_container_jobs_trust_the_checkout_and_use_the_images_cosign(loaded: LoadedSpec) -> None:
+    """In the job image every job runs as root on a workspace the runner's user owns: right
+    after checkout, the job's HOME trusts it (actions/runner#2033), or git refuses to read the
+    commit. cosign is the image's: the installer would need curl, which the image lacks."""
+    for changes in (JOB_CONTAINER, {"ci": replace(JOB_CONTAINER["ci"], **NATIVE_RUNNERS)}):
+        workflow = _gh(_variant(loaded, **changes))
+        for job_id, job in workflow["jobs"].items():
+            assert job["container"] == {"image": JOB_CONTAINER["ci"].job_image}, job_id
+            steps = job["steps"]
+            assert steps[0]["uses"] == pins.CHECKOUT, job_id
+            assert steps[1]["run"] == github.TRUST_WORKSPACE, job_id
+            assert steps[2]["run"] == github.LOCK_CHECK, job_id
+            assert all(s.get("uses") != pins.COSIGN_INSTALLER for s in steps), job_id
+            assert all(s.get("uses") != pins.SETUP_PYTHON for s in steps), job_id
+    on_the_runner = _gh(loaded.spec)
+    assert all(s.get("run") != github.TRUST_WORKSPACE for s in _steps(on_the_runner))
+    assert any(s.get("uses") == pins.COSIGN_INSTALLER for s in _steps(on_the_runner))
 
 
 def test_pull_requests_never_push_sign_or_read_secrets(loaded: LoadedSpec) -> None:
