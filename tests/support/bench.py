@@ -140,6 +140,23 @@ class Bench:
         )
 
 
+    def release_on_plain(self, project: Path, spec: str) -> None:
+        """Release the project's commit on this machine, to the plain registry (what a CI run's
+        digests are compared with), the sandbox's DB standing in."""
+        local = self.pipeline(
+            "release",
+            "--spec",
+            spec,
+            cwd=project,
+            env=self.env(
+                PIPELINE_REGISTRY=self.plain.host,
+                PIPELINE_REGISTRY_CA="",
+                PIPELINE_TRIVY_DB_REPOSITORY=self.sandbox_db,
+            ),
+        )
+        assert local.returncode == 0, local.stderr[-4000:]
+
+
 def publish_planted_db(provisioned: Provisioned, runner: Runner) -> str:
     """Publish the planted DB into a provisioned registry; its `host/repo` for --db-repository."""
     tools = runner.with_env(**provisioned.tool_env())
