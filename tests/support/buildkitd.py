@@ -14,19 +14,29 @@ the few modules Debian keeps vendored. `ensure_buildkitd()` builds it once into 
    `golang-*` packages (Go 1.24 included) the build needs; `apt-get download` fetches them and
    `dpkg-deb -x` unpacks them into the cache folder (nothing is installed);
 4. Debian's patches for the engine and buildkit are applied (they drop hcsshim and jaeger);
-5. `go build ./cmd/buildkitd` in GOPATH mode (GO111MODULE=off, CGO_ENABLED=0), as Debian builds
-   dockerd, with the buildkit version the engine vendors stamped in.
+5. `go build ./cmd/buildkitd`, then `go build ./cmd/buildctl` in the same tree, in GOPATH mode
+   (GO111MODULE=off, CGO_ENABLED=0), as Debian builds dockerd, with the buildkit version the
+   engine vendors stamped in. buildctl needs no other source: of what it imports beyond the
+   daemon's packages, docker/cli's config is vendored in buildkit, homedir is the engine's, and
+   the rest (continuity, docker-credential-helpers, aec, x/crypto's ssh agent) is in the same
+   golang-*-dev build dependencies.
 
-The intermediate tree (about 2.3 GB) is deleted afterwards; the binary stays, keyed by the source
-version. `start_buildkitd(folder, registries)` runs it on tcp://127.0.0.1:PORT with TLS and
-client certificates, an OCI (runc) worker with the overlayfs snapshotter and host networking;
-`BuildkitServer.create_builder()` makes the `docker buildx create --driver remote` builder.
+The intermediate tree (about 2.3 GB) is deleted afterwards; the binaries stay, with a stamp
+(`bin/buildkitd.json`) that names each of them: a cache whose stamp lacks one (one made before
+buildctl was built) is built again. `ensure_buildkit_binaries()` gives both paths,
+`ensure_buildkitd()` the daemon's. `start_buildkitd(folder, registries)` runs it on
+tcp://127.0.0.1:PORT with TLS and client certificates, an OCI (runc) worker with the overlayfs
+snapshotter and host networking; `BuildkitServer.create_builder()` makes the
+`docker buildx create --driver remote` builder. buildctl is for the image buildx's
+`docker-container` driver runs (tests/support/ci_containers.py `buildkit_image`): the driver
+talks to buildkitd through `docker exec CONTAINER buildctl dial-stdio`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -61,21 +71,47 @@ START_TIMEOUT = 30.0
 BUILD_TIMEOUT = 1800
 
 
+# What is built from cmd/ of the buildkit tree, in this order, each into bin/ of the cache folder.
+BINARIES = ("buildkitd", "buildctl")
+
+
 def buildkitd_folder() -> Path:
     return cache_dir() / "buildkitd"
 
 
+@dataclass(frozen=True)
+class BuildkitBinaries:
+    """The two binaries of one cached build (same source, same Go, same flags)."""
+
+    buildkitd: Path
+    buildctl: Path
+    stamp: Path  # bin/buildkitd.json: source, version, and each binary's sha256 and build time
+
+
 def ensure_buildkitd(runner: Runner | None = None) -> Path:
     """The buildkitd binary, built from Debian's docker.io source once and then cached."""
+    return ensure_buildkit_binaries(runner).buildkitd
+
+
+def ensure_buildkit_binaries(runner: Runner | None = None) -> BuildkitBinaries:
+    """buildkitd and buildctl, built together from Debian's docker.io source once and cached.
+
+    The cache counts only when its stamp names every binary of BINARIES and each file is there;
+    otherwise (a cache of buildkitd alone, an interrupted build) the whole build runs again, so
+    the two binaries always come from one source tree."""
     runner = runner or Runner(echo=False)
     folder = buildkitd_folder()
     folder.mkdir(parents=True, exist_ok=True)
+    bin_dir = folder / "bin"
+    found = BuildkitBinaries(
+        buildkitd=bin_dir / "buildkitd",
+        buildctl=bin_dir / "buildctl",
+        stamp=bin_dir / "buildkitd.json",
+    )
     with (folder / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        stamp = folder / "bin" / "buildkitd.json"
-        binary = folder / "bin" / "buildkitd"
-        if binary.is_file() and stamp.is_file():
-            return binary
+        if _cached(bin_dir, found.stamp):
+            return found
         started = time.monotonic()
         work = folder / "work"
         shutil.rmtree(work, ignore_errors=True)
@@ -86,14 +122,26 @@ def ensure_buildkitd(runner: Runner | None = None) -> Path:
             version = _source_version(tree)
             goroot, gocode = _build_dependencies(apt, work, runner)
             buildkit_version = _buildkit_version(tree)
-            built = _go_build(tree, goroot, gocode, work, runner, version=buildkit_version)
-            binary.parent.mkdir(exist_ok=True)
-            shutil.move(built, binary)
-            stamp.write_text(
+            gopath = _gopath(tree, work)
+            built: dict[str, dict[str, object]] = {}
+            for name in BINARIES:
+                compiling = time.monotonic()
+                output = _go_build(
+                    gopath, goroot, gocode, work, runner, command=name, version=buildkit_version
+                )
+                built[name] = {
+                    "sha256": _sha256(output),
+                    "seconds": round(time.monotonic() - compiling, 1),
+                }
+                bin_dir.mkdir(exist_ok=True)
+                shutil.move(output, bin_dir / name)
+            # Written last: a stamp exists only beside a complete set of binaries.
+            found.stamp.write_text(
                 json.dumps(
                     {
                         "source": f"{SOURCE} {version} ({SUITE})",
                         "version": buildkit_version,
+                        "binaries": built,
                         "seconds": round(time.monotonic() - started, 1),
                     },
                     indent=2,
@@ -102,7 +150,26 @@ def ensure_buildkitd(runner: Runner | None = None) -> Path:
             )
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        return binary
+        return found
+
+
+def _cached(bin_dir: Path, stamp: Path) -> bool:
+    """The stamp names every binary of BINARIES and each of them is a file in `bin_dir`."""
+    try:
+        recorded = json.loads(stamp.read_text()).get("binaries", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(recorded, dict) and all(
+        name in recorded and (bin_dir / name).is_file() for name in BINARIES
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _private_apt(folder: Path, runner: Runner) -> dict[str, str]:
@@ -225,15 +292,30 @@ def _buildkit_version(tree: Path) -> str:
     return found.group(1) if found else "v0.0.0+debian"
 
 
-def _go_build(
-    tree: Path, goroot: Path, gocode: Path, work: Path, runner: Runner, *, version: str
-) -> Path:
+def _gopath(tree: Path, work: Path) -> Path:
+    """A GOPATH holding buildkit and the engine where their import paths say."""
     gopath = work / "gopath"
     (gopath / "src" / "github.com" / "moby").mkdir(parents=True)
     (gopath / "src" / "github.com" / "docker").mkdir(parents=True)
     (tree / "buildkit").rename(gopath / "src" / "github.com" / "moby" / "buildkit")
     (tree / "engine").rename(gopath / "src" / "github.com" / "docker" / "docker")
-    output = work / "buildkitd"
+    return gopath
+
+
+def _go_build(
+    gopath: Path,
+    goroot: Path,
+    gocode: Path,
+    work: Path,
+    runner: Runner,
+    *,
+    command: str,
+    version: str,
+) -> Path:
+    """`go build ./cmd/COMMAND` of buildkit in `gopath`, offline; the binary under `work`. One
+    GOCACHE for every command, so the packages they share are compiled once."""
+    output = work / "out" / command
+    output.parent.mkdir(exist_ok=True)
     runner.run(
         [
             str(goroot / "bin" / "go"),
@@ -244,7 +326,7 @@ def _go_build(
             f"-X github.com/moby/buildkit/version.Revision=debian-{SOURCE}",
             "-o",
             str(output),
-            "./cmd/buildkitd",
+            f"./cmd/{command}",
         ],
         env={
             "GOROOT": str(goroot),

@@ -14,7 +14,10 @@ helper images.
   job image: the same lock the clone's generated CI checks in every job;
 - `dind_image(...)`, `wait_image(...)`, `helper_image(...)`: built once with buildx and kept in
   the host's image store under a tag that is the hash of their inputs (as the base image is),
-  pushed where needed.
+  pushed where needed;
+- `buildkit_image(...)`: the same for the image buildx's `docker-container` driver runs (the
+  stand-in for moby/buildkit), from the buildkitd and buildctl that tests/support/buildkitd.py
+  builds; its tag is keyed by the two binaries' sha256 too.
 
 The heavy layers of the job image (apt, the locked wheels) stay in the host daemon's BuildKit
 cache between runs, keyed by their inputs; a cold run builds them once.
@@ -48,6 +51,7 @@ from pipeline.sandbox import baseimage
 from pipeline.sandbox.local import Provisioned, provision
 from pipeline.sandbox.registry import RegistryServer, free_port
 from pipeline.secrets import register
+from tests.support.buildkitd import ensure_buildkit_binaries
 from tests.support.release_repo import ReleaseRepo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -262,6 +266,26 @@ def helper_image(runner: Runner) -> str:
     key = _key(DATA / "helper", extra=_local_base())
     return _build(
         f"pipeline-ci/helper:{key}", DATA / "helper" / "Dockerfile", DATA / "helper", runner
+    )
+
+
+def buildkit_image(runner: Runner) -> str:
+    """What buildx's `docker-container` driver runs, for amd64, in the host's image store: the
+    base with Debian's runc, and buildkitd (the entrypoint) and buildctl from the cached build
+    of Debian's docker.io source (data/ci-images/buildkit/Dockerfile says what the driver needs
+    of it). The build context is the cache's bin folder; the tag is keyed by the Dockerfile, the
+    base and the sha256 of each binary, so a rebuilt binary makes a new image."""
+    binaries = ensure_buildkit_binaries(runner)
+    digests = [
+        f"{path.name}={hashlib.sha256(path.read_bytes()).hexdigest()}"
+        for path in (binaries.buildkitd, binaries.buildctl)
+    ]
+    key = _key(DATA / "buildkit", extra="\n".join([_local_base(), *digests]))
+    return _build(
+        f"pipeline-ci/buildkit:{key}",
+        DATA / "buildkit" / "Dockerfile",
+        binaries.buildkitd.parent,
+        runner,
     )
 
 
