@@ -11,6 +11,12 @@ Proven here:
 - a merge-request pipeline builds and scans and pushes nothing;
 - the native-runner variant (preflight, one build job per platform, merge) publishes the same
   per-platform digests as the QEMU build.
+
+Then the generated GitHub workflow, its jobs in containers of the same job image
+(`ci.github_job_container`) as GitHub's runner runs them (tests/support/github_container.py):
+each `runs-on` label a runner machine of its own, a dockerd that is not the host's, the builder
+made as docker/setup-buildx-action makes it. Its tag run and its native-runner fan-out publish
+the same per-platform digests again. The digests of every run are written to digests.json.
 """
 
 from __future__ import annotations
@@ -25,12 +31,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from pipeline.adapters.registry import RegistryClient
 from pipeline.adapters.runner import Runner
-from pipeline.emit import gitlab
+from pipeline.emit import github, gitlab
 from pipeline.emit.yamldump import dump
 from pipeline.oci import platform_digests
 from pipeline.sandbox.local import Provisioned, provision
@@ -41,12 +49,15 @@ from tests.support.ci_containers import (
     JobImage,
     bridge_registry,
     build_tool_wheel,
+    buildkit_image,
     dind_image,
     helper_image,
     push_by_digest,
     release_job_image,
     wait_image,
 )
+from tests.support.github_container import ContainerRunner, RunnerMachine, runner_machines
+from tests.support.github_replay import Event, with_pins
 from tests.support.release_repo import ReleaseRepo, clone_project, release_tags
 from tests.support.spec_variants import NATIVE
 
@@ -66,6 +77,11 @@ class CI:
     dind: str
     work: Path
     timings: dict[str, float] = field(default_factory=dict)
+    digests: dict[str, dict[str, str]] = field(default_factory=dict)  # run -> platform -> digest
+
+    def record(self, run: str, platforms: dict[str, str]) -> None:
+        self.digests[run] = platforms
+        (self.work / "digests.json").write_text(json.dumps(self.digests, indent=2) + "\n")
 
 
 def bridge_env(bench: Bench, registry: RegistryServer, provisioned: Provisioned) -> dict[str, str]:
@@ -207,6 +223,53 @@ def _platforms(ci: CI, tag: str) -> dict[str, str]:
     return platform_digests(manifest.document)
 
 
+TAG = "v3.1.0"
+VERSION = TAG.removeprefix("v")
+
+
+def _local_platforms(ci: CI, bench: Bench) -> dict[str, str]:
+    """The per-platform digests of the same commit released on this machine, to the bench's
+    plain registry (once per module)."""
+    if "local" not in ci.digests:
+        if TAG not in ci.repo.git("tag", "--list").split():
+            ci.repo.tag(TAG)
+        bench.release_on_plain(ci.repo.path, ci.repo.spec)
+        local_index = bench.plain.client().resolve(REPOSITORY, VERSION)
+        assert local_index is not None
+        ci.record("local", platform_digests(local_index.document))
+    return ci.digests["local"]
+
+
+def _difference(ci: CI, bench: Bench, ours: dict[str, str], local: dict[str, str]) -> str:
+    """What differs between the amd64 image of a CI run and of the local release: labels,
+    layers and the config's other fields."""
+
+    def image(client: RegistryClient, digest: str) -> dict[str, Any]:
+        manifest = client.resolve(REPOSITORY, digest)
+        assert manifest is not None
+        document = manifest.document
+        config = json.loads(client.get_blob(REPOSITORY, document["config"]["digest"]))
+        return {
+            "layers": [layer["digest"] for layer in document["layers"]],
+            "labels": config.get("config", {}).get("Labels"),
+            "rootfs": config.get("rootfs"),
+        }
+
+    platform = "linux/amd64"
+    mine = image(ci.registry.client(), ours[platform])
+    theirs = image(bench.plain.client(), local[platform])
+    differing = {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
+    return f"CI and local images differ ({platform}): {json.dumps(differing, indent=1)}"
+
+
+def _unpublish(ci: CI) -> None:
+    """Delete every tag's manifest of the repository, so the next run builds again rather than
+    reusing the release."""
+    client = ci.registry.client()
+    for digest in set(release_tags(client, REPOSITORY).values()):
+        client.delete_manifest(REPOSITORY, digest)
+
+
 def test_merge_request_pipeline_in_containers_pushes_nothing(ci: CI, bench: Bench) -> None:
     variables = {
         "CI_PIPELINE_SOURCE": "merge_request_event",
@@ -233,9 +296,9 @@ def test_tag_pipeline_in_containers_publishes_what_a_local_release_does(
     ci: CI, bench: Bench
 ) -> None:
     repo = ci.repo
-    repo.tag("v3.1.0")
+    repo.tag(TAG)
     result, seconds = _gitlab_ci_local(
-        ci, bench, "workflows/gitlab-ci.yml", _tag_pipeline("v3.1.0"), manual=("production",)
+        ci, bench, "workflows/gitlab-ci.yml", _tag_pipeline(TAG), manual=("production",)
     )
     log = result.stdout + result.stderr
     ci.timings["tag pipeline"] = seconds
@@ -255,28 +318,11 @@ def test_tag_pipeline_in_containers_publishes_what_a_local_release_does(
     )["tags"]
     assert set(published) == {*expected, "production"}
     assert len(set(published.values())) == 1
-    ci_platforms = _platforms(ci, "3.1.0")
+    ci_platforms = _platforms(ci, VERSION)
 
-    # The same commit released on this machine, to the bench's plain registry.
-    local = bench.pipeline(
-        "release",
-        "--spec",
-        repo.spec,
-        cwd=repo.path,
-        env=bench.env(
-            PIPELINE_REGISTRY=bench.plain.host,
-            PIPELINE_REGISTRY_CA="",
-            PIPELINE_TRIVY_DB_REPOSITORY=bench.sandbox_db,
-        ),
-    )
-    assert local.returncode == 0, local.stderr[-4000:]
-    local_index = bench.plain.client().resolve(REPOSITORY, "3.1.0")
-    assert local_index is not None
-    local_platforms = platform_digests(local_index.document)
+    local_platforms = _local_platforms(ci, bench)
     assert ci_platforms == local_platforms, "container CI and local give the same images"
-    (ci.work / "digests.json").write_text(
-        json.dumps({"gitlab-containers": ci_platforms, "local": local_platforms}, indent=2)
-    )
+    ci.record("gitlab-containers", ci_platforms)
 
     # The release notes: the digests, and a verify command that works as printed.
     notes = (
@@ -302,10 +348,8 @@ def test_native_runner_fan_out_in_containers_gives_the_qemu_digests(ci: CI, benc
     """Preflight, one build job per platform (each with its own dind), then the merge: the same
     commit's per-platform digests as the QEMU build above (its tags are deleted first, so the
     release is built again rather than reused)."""
-    client = ci.registry.client()
-    qemu = _platforms(ci, "3.1.0")
-    for digest in set(release_tags(client, REPOSITORY).values()):
-        client.delete_manifest(REPOSITORY, digest)
+    qemu = _platforms(ci, VERSION)
+    _unpublish(ci)
     spec = load_spec(ci.repo.path / ci.repo.spec).spec
     native = replace(spec, **NATIVE)
     (ci.repo.path / ".git" / "info" / "exclude").write_text(".gitlab-ci-native.yml\n")
@@ -316,7 +360,7 @@ def test_native_runner_fan_out_in_containers_gives_the_qemu_digests(ci: CI, benc
     # one named volume for all, so two dind services at once overwrite each other's client
     # certificates (x509: certificate signed by unknown authority).
     result, seconds = _gitlab_ci_local(
-        ci, bench, ".gitlab-ci-native.yml", _tag_pipeline("v3.1.0"), concurrency=1
+        ci, bench, ".gitlab-ci-native.yml", _tag_pipeline(TAG), concurrency=1
     )
     log = result.stdout + result.stderr
     ci.timings["native fan-out pipeline"] = seconds
@@ -324,5 +368,156 @@ def test_native_runner_fan_out_in_containers_gives_the_qemu_digests(ci: CI, benc
     for job in ("preflight", "build:linux-amd64", "build:linux-arm64", "build", "publish"):
         assert f"PASS  {job}" in log
     assert log.index("PASS  preflight") < log.index("PASS  build:linux-amd64")
-    assert _platforms(ci, "3.1.0") == qemu
+    native_platforms = _platforms(ci, VERSION)
+    assert native_platforms == qemu
+    ci.record("gitlab-native-fan-out", native_platforms)
     print(json.dumps(ci.timings, indent=2))
+
+
+# -- GitHub ---------------------------------------------------------------------------------
+
+GITHUB_LABELS = ["ubuntu-24.04", "ubuntu-24.04-arm"]
+
+
+@dataclass
+class GitHubCI:
+    machines: dict[str, RunnerMachine]
+    buildkit: str
+    work: Path
+
+
+@pytest.fixture(scope="module")
+def github_ci(ci: CI, bench: Bench, runner: Runner) -> Iterator[GitHubCI]:
+    """A runner machine per label, each with the job image and the BuildKit image pulled."""
+    started = time.monotonic()
+    work = ci.work / "github"
+    # The docker-container driver's image, on the bench's loopback registry (no login: as
+    # moby/buildkit is public), which every runner machine's dockerd reaches.
+    buildkit = push_by_digest(
+        buildkit_image(runner),
+        bench.plain,
+        "pipeline/buildkit",
+        runner,
+        ci.provisioned.docker_config,
+    )
+    with runner_machines(
+        work,
+        GITHUB_LABELS,
+        pull=[ci.job_image.reference, buildkit],
+        docker_config=ci.provisioned.docker_config,
+    ) as machines:
+        # The machines' own builder (buildx's `docker` driver on the classic store) cannot
+        # export a multi-platform OCI image: a build that passes used setup-buildx's builder.
+        (work / "probe").mkdir(parents=True)
+        (work / "probe" / "Dockerfile").write_text("FROM scratch\nCOPY Dockerfile /\n")
+        probe = machines[GITHUB_LABELS[0]].docker_run(
+            "buildx",
+            "build",
+            "--builder",
+            "default",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--output",
+            f"type=oci,dest={work / 'probe' / 'out.tar'}",
+            str(work / "probe"),
+        )
+        assert probe.returncode != 0, "the runner machine's default builder exported OCI"
+        ci.timings["github runner machines"] = time.monotonic() - started
+        yield GitHubCI(machines, buildkit, work)
+
+
+def _github_workflow(ci: CI, **options: Any) -> dict[str, Any]:
+    """The workflow of the clone's spec with every job in the job image (and `options`)."""
+    spec = load_spec(ci.repo.path / ci.repo.spec).spec
+    in_container = replace(
+        spec.ci, job_image=ci.job_image.reference, github_job_container=True, **options
+    )
+    data = github.workflow(replace(spec, ci=in_container), ci.repo.spec).to_data()
+    return with_pins(yaml.safe_load(dump(data, "in a container")))
+
+
+def _github_runner(ci: CI, bench: Bench, github_ci: GitHubCI, name: str) -> ContainerRunner:
+    return ContainerRunner(
+        bench,
+        ci.repo,
+        ci_python=Path("/nonexistent"),  # the job image's Python runs every step
+        workdir=github_ci.work / name,
+        wheels=Path("/nonexistent"),
+        registry=ci.registry,
+        machines=github_ci.machines,
+        job_image=ci.job_image.reference,
+        buildkit_image=github_ci.buildkit,
+        registry_ca=ci.registry.ca_file,
+        # The project's address, as the spec's `url` (the local release's source label) and
+        # CI_PROJECT_URL in the GitLab runs say: the image's source label is part of its digest.
+        server_url="https://example.com",
+        machine_variables={
+            "PIPELINE_BASE_IMAGE": ci.provisioned.base_image or "",
+            "PIPELINE_TRIVY_DB_REPOSITORY": ci.provisioned.db_repository or "",
+            "PIPELINE_OFFLINE_FIXTURES": "1",  # the sandbox's base and DB stand in
+        },
+    )
+
+
+def _tag_event() -> Event:
+    ref = f"refs/tags/{TAG}"
+    return Event("push", ref, {"ref": ref, "repository": {"default_branch": "main"}})
+
+
+def test_github_tag_run_in_containers_publishes_what_a_local_release_does(
+    ci: CI, bench: Bench, github_ci: GitHubCI
+) -> None:
+    local = _local_platforms(ci, bench)
+    _unpublish(ci)
+    runner = _github_runner(ci, bench, github_ci, "tag")
+    workflow = _github_workflow(ci)
+    # The harness keeps git's ownership rule: a job without the generated trust step cannot
+    # read the commit (the failure actions/runner#2033 reports).
+    checkout = workflow["jobs"]["build"]["steps"][0]
+    untrusted = {
+        "probe": {
+            "runs-on": GITHUB_LABELS[0],
+            "container": {"image": ci.job_image.reference},
+            "steps": [checkout, {"run": "git rev-parse HEAD"}],
+        }
+    }
+    with pytest.raises(AssertionError, match="dubious ownership"):
+        runner.run({"jobs": untrusted}, _tag_event())
+    started = time.monotonic()
+    ran = runner.run(workflow, _tag_event())
+    ci.timings["github tag run"] = time.monotonic() - started
+    (github_ci.work / "tag-run.log").write_text("\n".join(runner.log))
+    assert ran == ["build", "scan", "sign", "publish", "github-release", "production"]
+    assert {label for _, label in runner.jobs_seen} == {GITHUB_LABELS[0]}
+    published = release_tags(ci.registry.client(), REPOSITORY)
+    assert {t for t, d in published.items() if d == published[VERSION]} >= {
+        VERSION,
+        "latest",
+        "production",
+    }
+    github_platforms = _platforms(ci, VERSION)
+    ci.record("github-containers", github_platforms)
+    assert github_platforms == local, _difference(ci, bench, github_platforms, local)
+
+
+def test_github_native_fan_out_in_containers_gives_the_qemu_digests(
+    ci: CI, bench: Bench, github_ci: GitHubCI
+) -> None:
+    """Preflight, a build job per platform on its own runner machine (`ubuntu-24.04-arm` for
+    arm64), the merge job, then scan, sign and publish: the QEMU build's digests again."""
+    local = _local_platforms(ci, bench)
+    _unpublish(ci)
+    runner = _github_runner(ci, bench, github_ci, "native")
+    workflow = _github_workflow(ci, github_runners=NATIVE["ci"].github_runners)
+    started = time.monotonic()
+    ran = runner.run(workflow, _tag_event())
+    ci.timings["github native fan-out run"] = time.monotonic() - started
+    (github_ci.work / "native-run.log").write_text("\n".join(runner.log))
+    assert ran[:4] == ["preflight", "build-linux-amd64", "build-linux-arm64", "build"], ran
+    seen = dict(runner.jobs_seen)
+    assert seen["build-linux-arm64"] == "ubuntu-24.04-arm"
+    assert seen["build-linux-amd64"] == "ubuntu-24.04"
+    native_platforms = _platforms(ci, VERSION)
+    ci.record("github-native-fan-out", native_platforms)
+    assert native_platforms == local, _difference(ci, bench, native_platforms, local)
+    print(json.dumps({"timings": ci.timings, "digests": ci.digests}, indent=2))

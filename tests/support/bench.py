@@ -139,7 +139,6 @@ class Bench:
             check=False,
         )
 
-
     def release_on_plain(self, project: Path, spec: str) -> None:
         """Release the project's commit on this machine, to the plain registry (what a CI run's
         digests are compared with), the sandbox's DB standing in."""

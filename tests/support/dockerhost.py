@@ -186,13 +186,15 @@ def start_docker_host(
     docker_config: Path | None = None,
     name: str | None = None,
     extra_config: Mapping[str, object] | None = None,
+    unix_socket: Path | None = None,
 ) -> DockerHost:
     """Start a second dockerd on tcp://127.0.0.1:PORT (TLS, client certificates) with its own
     roots, containerd, bridge and docker context; wait until it answers.
 
     `docker_config` is the DOCKER_CONFIG the context is created in (the bench's, so that the
     same CLI invocation has the bench registry login and the context); `extra_config` is merged
-    into the daemon's config file (e.g. `registry-mirrors`)."""
+    into the daemon's config file (e.g. `registry-mirrors`); `unix_socket` adds a socket the API
+    answers on too (to mount into a container, as a CI runner mounts its daemon's)."""
     folder.mkdir(parents=True, exist_ok=True)
     tls = make_loopback_tls(folder / "tls", client=True)
     assert tls.client_cert is not None and tls.client_key is not None
@@ -225,7 +227,7 @@ def start_docker_host(
         "data-root": str(host.data_root),
         "exec-root": str(host.exec_root),
         "pidfile": str(folder / "dockerd.pid"),
-        "hosts": [host.host],
+        "hosts": [host.host, *([f"unix://{unix_socket}"] if unix_socket else [])],
         "tls": True,
         "tlsverify": True,
         "tlscacert": str(tls.ca_cert),

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from pipeline.emit import GITHUB_FILE, github, pins
+from pipeline.sandbox.registry import RegistryServer
 from tests.support.bench import Bench
 from tests.support.ci_containers import build_tool_wheel
 from tests.support.ci_env import github_env
@@ -65,18 +66,29 @@ class Runner:
     # the event: the runner sets them only in a job granted `id-token: write`.
     oidc: Callable[[Event], tuple[str, str]] | None = None
     oidc_jobs: list[str] = field(default_factory=list)
+    # The registry the workflow releases to (vars.PIPELINE_REGISTRY): the bench's by default.
+    registry: RegistryServer | None = None
+
+    @property
+    def workspace(self) -> Path:
+        """Where the job's checkout is on this machine (GITHUB_WORKSPACE): the repository."""
+        return self.repo.path
+
+    @property
+    def target(self) -> RegistryServer:
+        return self.registry or self.bench.registry
 
     def secrets(self) -> dict[str, str]:
         return {
             "COSIGN_KEY": self.bench.cosign_key.read_text(),
             "COSIGN_PASSWORD": self.bench.cosign_password,
-            "REGISTRY_USERNAME": self.bench.registry.username or "",
-            "REGISTRY_PASSWORD": self.bench.registry.password or "",
+            "REGISTRY_USERNAME": self.target.username or "",
+            "REGISTRY_PASSWORD": self.target.password or "",
         }
 
     def variables(self) -> dict[str, str]:
         return {
-            "PIPELINE_REGISTRY": self.bench.registry.host,
+            "PIPELINE_REGISTRY": self.target.host,
             "COSIGN_PUBLIC_KEY": self.bench.cosign_pub.read_text(),
         }
 
@@ -153,8 +165,49 @@ class Runner:
     def run_job(
         self, workflow: dict[str, Any], job_id: str, job: dict[str, Any], event: Event
     ) -> None:
-        dist = self.repo.path / "dist"
-        shutil.rmtree(dist, ignore_errors=True)  # a fresh runner: nothing but the checkout
+        self.begin_job(job_id, job, event)
+        try:
+            env = self.job_env(workflow, job_id, job, event)
+            for step in job["steps"]:
+                if not self.step_runs(step.get("if")):
+                    continue
+                if "uses" in step:
+                    self.emulate(step, event)
+                    continue
+                step_env = {
+                    **env,
+                    **{k: self.expand(str(v), event) for k, v in step.get("env", {}).items()},
+                }
+                assert "${{" not in step["run"]
+                if step["run"].startswith("gh release create "):
+                    # github.com's own CLI and API: the notes it would publish must be there.
+                    notes = (self.workspace / "dist" / "release-notes.md").read_text()
+                    assert "cosign verify " in notes and "sha256:" in notes, notes
+                    self.log.append(f"[{job_id}] (GitHub Release) {step['run']}")
+                    continue
+                result = self.execute(step["run"], step_env)
+                self.log.append(
+                    f"[{job_id}] $ {step['run']}\n{result.stdout[-2000:]}{result.stderr[-4000:]}"
+                )
+                assert result.returncode == 0, (
+                    f"{job_id}: `{step['run']}` failed:\n"
+                    f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+                )
+        finally:
+            self.end_job(job_id)
+
+    def begin_job(self, job_id: str, job: dict[str, Any], event: Event) -> None:
+        """A fresh runner: nothing but the checkout (this replay keeps one checkout)."""
+        shutil.rmtree(self.workspace / "dist", ignore_errors=True)
+
+    def end_job(self, job_id: str) -> None:
+        """Nothing to tear down on the host shell."""
+
+    def job_env(
+        self, workflow: dict[str, Any], job_id: str, job: dict[str, Any], event: Event
+    ) -> dict[str, str]:
+        """The machine's, GitHub's, the OIDC request's (a job granted `id-token: write`), the
+        workflow's and the job's variables."""
         env = {**self.machine_env(), **self.github_env(event)}
         if job.get("permissions", {}).get("id-token") == "write" and self.oidc is not None:
             url, request_token = self.oidc(event)
@@ -163,39 +216,19 @@ class Runner:
             self.oidc_jobs.append(job_id)
         for scope in (workflow.get("env", {}), job.get("env", {})):
             env.update({k: self.expand(str(v), event) for k, v in scope.items()})
-        for step in job["steps"]:
-            if not self.step_runs(step.get("if")):
-                continue
-            if "uses" in step:
-                self.emulate(step, event)
-                continue
-            step_env = {
-                **env,
-                **{k: self.expand(str(v), event) for k, v in step.get("env", {}).items()},
-            }
-            assert "${{" not in step["run"]
-            if step["run"].startswith("gh release create "):
-                # github.com's own CLI and API: the notes it would publish must be there.
-                notes = (self.repo.path / "dist" / "release-notes.md").read_text()
-                assert "cosign verify " in notes and "sha256:" in notes, notes
-                self.log.append(f"[{job_id}] (GitHub Release) {step['run']}")
-                continue
-            result = subprocess.run(
-                ["bash", "-e", "-c", step["run"]],
-                cwd=self.repo.path,
-                env=step_env,
-                capture_output=True,
-                text=True,
-                timeout=900,
-                check=False,
-            )
-            self.log.append(
-                f"[{job_id}] $ {step['run']}\n{result.stdout[-2000:]}{result.stderr[-4000:]}"
-            )
-            assert result.returncode == 0, (
-                f"{job_id}: `{step['run']}` failed:\n"
-                f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
-            )
+        return env
+
+    def execute(self, script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        """One `run:` step as the runner's default shell runs it (`bash -e`)."""
+        return subprocess.run(
+            ["bash", "-e", "-c", script],
+            cwd=self.workspace,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
 
     def step_runs(self, condition: str | None) -> bool:
         """The step conditions the workflow uses: always(), and a SARIF upload only when its
@@ -207,7 +240,7 @@ class Runner:
         for part in parts[1:]:
             match = re.fullmatch(r"hashFiles\('([^']+)'\) != ''", part)
             if match:
-                if not (self.repo.path / match.group(1)).is_file():
+                if not (self.workspace / match.group(1)).is_file():
                     return False
             else:
                 assert part == github.SAME_REPOSITORY, condition
@@ -217,7 +250,7 @@ class Runner:
         pin = step["uses"]
         assert isinstance(pin, pins.Pin) and pin in pins.ALL
         with_ = {k: self.expand(str(v), event) for k, v in step.get("with", {}).items()}
-        dist = self.repo.path / "dist"
+        dist = self.workspace / "dist"
         if pin == pins.UPLOAD_ARTIFACT:
             store = self.workdir / "artifacts" / with_["name"]
             shutil.rmtree(store, ignore_errors=True)
@@ -234,13 +267,9 @@ class Runner:
             for name in names:
                 shutil.copytree(self.artifacts[name], dist, dirs_exist_ok=True)
         elif pin == pins.LOGIN:
-            assert (
-                with_["registry"] == self.bench.registry.host
-                and with_["username"]
-                and with_["password"]
-            )
+            assert with_["registry"] == self.target.host and with_["username"] and with_["password"]
         elif pin == pins.UPLOAD_SARIF:
-            sarif = json.loads((self.repo.path / with_["sarif_file"]).read_text())
+            sarif = json.loads((self.workspace / with_["sarif_file"]).read_text())
             assert len(sarif["runs"]) == 1, "github.com takes one run per category"
             self.categories.append(with_["category"])
 
@@ -267,11 +296,16 @@ def prepare(
     subprocess.run([sys.executable, "-m", "venv", str(work / "ci-python")], check=True)
     ci_python = work / "ci-python" / "bin"
 
-    workflow = yaml.safe_load((repo.path / GITHUB_FILE).read_text())
-    # The YAML holds plain strings: map `uses:` back to the pins they must be.
+    workflow = with_pins(yaml.safe_load((repo.path / GITHUB_FILE).read_text()))
+    return Runner(bench, repo, ci_python, work, wheels, extra_env=dict(env or {})), workflow
+
+
+def with_pins(workflow: dict[str, Any]) -> dict[str, Any]:
+    """The workflow with every `uses:` mapped back to the pin it must be (the YAML holds plain
+    strings; a `uses:` that is no pin of ours fails here)."""
     by_uses = {pin.uses: pin for pin in pins.ALL}
     for job in workflow["jobs"].values():
         for step in job["steps"]:
             if "uses" in step:
                 step["uses"] = by_uses[step["uses"]]
-    return Runner(bench, repo, ci_python, work, wheels, extra_env=dict(env or {})), workflow
+    return workflow
