@@ -40,12 +40,9 @@ from pipeline.sandbox.local import Provisioned, provision
 from pipeline.sandbox.registry import RegistryServer, untrust_in_docker
 from tests.support.ci_containers import bridge_registry, buildkit_image, push_by_digest
 from tests.support.dockerhost import DockerHost, runc_containers
+from tests.support.github_container import BUILDKITD_FLAGS, setup_buildx_create
 from tests.support.ocibuild import PLATFORMS, Layout, build_context, docker, oci_build_argv
 
-# The action's default `buildkitd-flags` (src/context.ts defaultBuildkitdFlags).
-BUILDKITD_FLAGS = (
-    "--allow-insecure-entitlement security.insecure --allow-insecure-entitlement network.host"
-)
 ARCH = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
 
 
@@ -141,26 +138,8 @@ def test_setup_buildx_action_default_builder_builds_both_platforms(
         temp_context = f"buildx-{uuid.uuid4()}"
         _ok(["context", "create", temp_context], env, tmp_path)
         started = time.monotonic()
-        _ok(
-            [
-                "buildx",
-                "create",
-                "--name",
-                builder,
-                "--driver",
-                "docker-container",
-                "--driver-opt",
-                f"image={site.image}",
-                "--buildkitd-flags",
-                BUILDKITD_FLAGS,
-                "--use",
-                "--config",
-                str(config),
-                temp_context,
-            ],
-            env,
-            tmp_path,
-        )
+        create = setup_buildx_create(builder, site.image, config=str(config), endpoint=temp_context)
+        _ok(create[1:], env, tmp_path)
         shown = _ok(["buildx", "inspect", "--bootstrap", "--builder", builder], env, tmp_path)
         timings["create and bootstrap"] = time.monotonic() - started
         facts = dict(re.findall(r"^([A-Za-z][A-Za-z ]*):\s+(.*)$", shown, re.MULTILINE))

@@ -62,6 +62,23 @@ BUILDKITD_FLAGS = (
 BINFMT_ARM64 = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
 
 
+def setup_buildx_create(
+    name: str, image: str, *, config: str | None = None, endpoint: str | None = None
+) -> list[str]:
+    """`docker buildx create` as docker/setup-buildx-action v4.3.0 runs it for its default
+    builder (src/context.ts getCreateArgs: driver docker-container, the default buildkitd flags,
+    `--use`), `image` standing in for moby/buildkit (the action's `driver-opts`), `config` for
+    its `buildkitd-config-inline`, `endpoint` the temporary context it makes when the default
+    context holds TLS data (src/main.ts)."""
+    argv = ["docker", "buildx", "create", "--name", name, "--driver", "docker-container"]
+    argv += ["--driver-opt", f"image={image}", "--buildkitd-flags", BUILDKITD_FLAGS, "--use"]
+    if config is not None:
+        argv += ["--config", config]
+    if endpoint is not None:
+        argv.append(endpoint)
+    return argv
+
+
 @dataclass
 class RunnerMachine:
     """One runner's machine: a dockerd that is not the host's, reached by its unix socket."""
@@ -369,22 +386,8 @@ class ContainerRunner(Runner):
         """docker/setup-buildx-action v4.3.0's default builder (src/context.ts getCreateArgs),
         with the two stand-ins as its `driver-opts` and `buildkitd-config-inline`."""
         name = f"builder-{uuid.uuid4()}"
-        create = [
-            "docker",
-            "buildx",
-            "create",
-            "--name",
-            name,
-            "--driver",
-            "docker-container",
-            "--driver-opt",
-            f"image={self.buildkit_image}",
-            "--buildkitd-flags",
-            BUILDKITD_FLAGS,
-            "--use",
-        ]
-        if self.registry_ca is not None:
-            create += ["--config", f"{MACHINE}/buildkitd.toml"]
+        config = f"{MACHINE}/buildkitd.toml" if self.registry_ca is not None else None
+        create = setup_buildx_create(name, self.buildkit_image, config=config)
         self.in_container(["docker", "buildx", "version"])
         self.in_container(create)
         self.builders.append(name)
