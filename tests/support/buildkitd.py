@@ -87,6 +87,11 @@ class BuildkitBinaries:
     buildctl: Path
     stamp: Path  # bin/buildkitd.json: source, version, and each binary's sha256 and build time
 
+    def digests(self) -> dict[str, str]:
+        """Each binary's sha256, as the stamp recorded it when the binary was built."""
+        recorded = json.loads(self.stamp.read_text())["binaries"]
+        return {name: str(recorded[name]["sha256"]) for name in BINARIES}
+
 
 def ensure_buildkitd(runner: Runner | None = None) -> Path:
     """The buildkitd binary, built from Debian's docker.io source once and then cached."""
@@ -165,11 +170,8 @@ def _cached(bin_dir: Path, stamp: Path) -> bool:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def _private_apt(folder: Path, runner: Runner) -> dict[str, str]:

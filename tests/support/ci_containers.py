@@ -276,10 +276,7 @@ def buildkit_image(runner: Runner) -> str:
     of it). The build context is the cache's bin folder; the tag is keyed by the Dockerfile, the
     base and the sha256 of each binary, so a rebuilt binary makes a new image."""
     binaries = ensure_buildkit_binaries(runner)
-    digests = [
-        f"{path.name}={hashlib.sha256(path.read_bytes()).hexdigest()}"
-        for path in (binaries.buildkitd, binaries.buildctl)
-    ]
+    digests = [f"{name}={sha256}" for name, sha256 in binaries.digests().items()]
     key = _key(DATA / "buildkit", extra="\n".join([_local_base(), *digests]))
     return _build(
         f"pipeline-ci/buildkit:{key}",

@@ -40,7 +40,7 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,11 +97,17 @@ class RunnerMachine:
         return {**env, "DOCKER_HOST": f"unix://{self.socket}", **extra}
 
     def docker_run(
-        self, *args: str, env: dict[str, str] | None = None, timeout: int = 900
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        stdin: str | None = None,
+        timeout: int = 900,
     ) -> subprocess.CompletedProcess[str]:
+        """The host's docker CLI on this machine's socket (any DOCKER_CONFIG: no context)."""
         return subprocess.run(
             ["docker", *args],
             env=self.env(**(env or {})),
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -154,10 +160,10 @@ class ContainerRunner(Runner):
     # Set per job by begin_job.
     job_folder: Path | None = None
     container: str = ""
+    network: str = ""
     machine: RunnerMachine | None = None
     builders: list[str] = field(default_factory=list)
     jobs_seen: list[tuple[str, str]] = field(default_factory=list)  # (job, runs-on)
-    on_step: Callable[[str, str], None] | None = None
 
     # -- paths -------------------------------------------------------------------------------
 
@@ -195,18 +201,16 @@ class ContainerRunner(Runner):
             (machine_files / "buildkitd.toml").write_text(
                 f'[registry."{host}"]\n  ca = ["{MACHINE}/registry-ca.pem"]\n'
             )
-        network = f"github_network_{uuid.uuid4().hex}"
-        self.machine.docker("network", "create", network)
+        self.network = f"github_network_{uuid.uuid4().hex}"
+        self.machine.docker("network", "create", self.network)
         self.container = self.machine.docker(
             "create",
             "--name",
             f"job-{uuid.uuid4().hex[:12]}",
-            "--label",
-            f"pipeline-test-network={network}",
             "--workdir",
             self.container_workspace,
             "--network",
-            network,
+            self.network,
             "-e",
             f"HOME={CONTAINER_HOME}",
             "-e",
@@ -240,14 +244,8 @@ class ContainerRunner(Runner):
         for builder in self.builders:  # setup-buildx-action's post step (cleanup: true)
             self.in_container(["docker", "buildx", "rm", builder], check=False)
         self.builders.clear()
-        network = machine.docker(
-            "inspect",
-            "--format",
-            '{{index .Config.Labels "pipeline-test-network"}}',
-            self.container,
-        ).strip()
         machine.docker_run("rm", "--force", "--volumes", self.container)
-        machine.docker_run("network", "rm", network)
+        machine.docker_run("network", "rm", self.network)
         left = machine.docker("ps", "--all", "--quiet").split()
         assert not left, f"{job_id} left containers on {machine.label}: {left}"
         self.container = ""
@@ -291,23 +289,17 @@ class ContainerRunner(Runner):
         assert self.machine is not None
         env = env or {}
         names = [arg for name in sorted(env) for arg in ("-e", name)]
-        done = subprocess.run(
-            [
-                "docker",
-                "exec",
-                *(["-i"] if stdin is not None else []),
-                "--workdir",
-                self.container_workspace,
-                *names,
-                self.container,
-                *argv,
-            ],
-            env=self.machine.env(**env),
-            input=stdin,
-            capture_output=True,
-            text=True,
+        done = self.machine.docker_run(
+            "exec",
+            *(["-i"] if stdin is not None else []),
+            "--workdir",
+            self.container_workspace,
+            *names,
+            self.container,
+            *argv,
+            env=env,
+            stdin=stdin,
             timeout=1800,
-            check=False,
         )
         if check:
             assert done.returncode == 0, f"{argv}: {done.stdout[-2000:]}{done.stderr[-4000:]}"
