@@ -9,6 +9,8 @@ from __future__ import annotations
 import http.client
 import os
 import socket
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import docker
@@ -107,6 +109,49 @@ def run_container(image: str, command: list[str], *, platform: str, timeout: int
     return output.decode("utf-8", "replace") if isinstance(output, bytes) else str(output)
 
 
+# One pull at a time from this process: the engine's containerd store can refuse the second of two
+# concurrent pulls that share a layer ("already exists", containerd/containerd#1240), and the
+# per-platform images of one release share their COPY layers.
+_PULLS = threading.Lock()
+PULL_ATTEMPTS = 2
+
+
+def pull(
+    ref: str, *, platform: str, auth: dict[str, str] | None = None, timeout: int = 300
+) -> None:
+    """Pull `repo@digest` for `platform`. The SDK's `images.pull` drops the errors the daemon
+    streams and fails later with "No such image"; this reads the stream, so the daemon's own
+    words name the fault. A pull that fails is tried once more (a pull is idempotent)."""
+    repository, _, digest = ref.partition("@")
+    problem = ""
+    for _ in range(PULL_ATTEMPTS):
+        with _PULLS:
+            try:
+                stream = client(timeout=timeout).api.pull(
+                    repository,
+                    tag=digest,
+                    platform=platform,
+                    auth_config=auth,
+                    stream=True,
+                    decode=True,
+                )
+                problem = "; ".join(stream_errors(stream))
+            except docker.errors.APIError as exc:
+                problem = str(exc.explanation)
+        if not problem:
+            return
+    raise EnvironmentProblem(f"docker could not pull {ref} for {platform}: {problem}")
+
+
+def stream_errors(events: Iterable[Mapping[str, object]]) -> Iterator[str]:
+    """The error messages of a pull's JSON progress stream (read to its end)."""
+    for event in events:
+        if event.get("error") or event.get("errorDetail"):
+            detail = event.get("errorDetail")
+            message = detail.get("message") if isinstance(detail, dict) else None
+            yield str(message or event.get("error"))
+
+
 def pull_and_run(
     ref: str,
     command: list[str],
@@ -116,13 +161,5 @@ def pull_and_run(
     timeout: int = 300,
 ) -> str:
     """Pull `repo@digest` for `platform` (with registry credentials) and run `command` in it."""
-    repository, _, digest = ref.partition("@")
-    try:
-        client(timeout=timeout).images.pull(
-            repository, tag=digest, platform=platform, auth_config=auth
-        )
-    except docker.errors.APIError as exc:
-        raise EnvironmentProblem(
-            f"docker could not pull {ref} for {platform}: {exc.explanation}"
-        ) from exc
+    pull(ref, platform=platform, auth=auth, timeout=timeout)
     return run_container(ref, command, platform=platform, timeout=timeout)

@@ -77,6 +77,9 @@ class _Builder:
         self.keyless = spec.sign.keyless is not None
         self.platforms = sorted({p for image in spec.images for p in image.platforms})
         self.in_container = spec.ci.github_job_container and spec.ci.job_image is not None
+        self.job_image_on_ghcr = self.in_container and str(spec.ci.job_image).startswith(
+            GHCR + "/"
+        )
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -279,6 +282,11 @@ class _Builder:
         concurrency: str | None = None,
         timeout: int = 30,
     ) -> Job:
+        if self.job_image_on_ghcr and "packages" not in permissions:
+            permissions = {
+                **permissions,
+                "packages": Annotated("read", "the runner pulls the job image from GHCR"),
+            }
         return Job(
             name=name,
             runs_on=runs_on or self.ci.github_default_runner,
@@ -287,7 +295,7 @@ class _Builder:
             needs=needs,
             if_=if_,
             environment=environment,
-            container={"image": self.ci.job_image} if self.in_container else {},
+            container=self.container(),
             concurrency=(
                 {"group": "${{ github.workflow }}-" + concurrency, "cancel-in-progress": False}
                 if concurrency
@@ -295,6 +303,19 @@ class _Builder:
             ),
             timeout_minutes=timeout,
         )
+
+    def container(self) -> dict[str, object]:
+        """The job container. On GHCR the runner pulls it with the job's token (a package of a
+        private repository is private): `packages: read` in every job that runs in it. An image
+        elsewhere is pulled anonymously, so it must be public there."""
+        if not self.in_container:
+            return {}
+        if not self.job_image_on_ghcr:
+            return {"image": self.ci.job_image}
+        return {
+            "image": self.ci.job_image,
+            "credentials": {"username": "${{ github.actor }}", "password": _secret("GITHUB_TOKEN")},
+        }
 
     def jobs(self) -> dict[str, Job]:
         jobs: dict[str, Job] = {}

@@ -11,6 +11,7 @@ from pipeline.spec import CIOptions, Image, KeylessIdentity, Registry, SignPolic
 
 # A job image and a docker-in-docker image by digest (the digests stand for released ones).
 JOB_IMAGE = "registry.example.com/pipeline/runner@sha256:" + "1" * 64
+GHCR_JOB_IMAGE = "ghcr.io/acme/pipeline-runner@sha256:" + "3" * 64
 DIND_IMAGE = "registry.example.com/pipeline/dind@sha256:" + "2" * 64
 
 KEYLESS = SignPolicy(
@@ -58,7 +59,21 @@ def variants(base: Spec) -> dict[str, Spec]:
         "native-runners": replace(base, **NATIVE),
         "two-images": two_images(base),
         "job-container": replace(base, **JOB_CONTAINER),
+        # Private by default on GHCR: the runner needs the job's token to pull the job image.
+        "job-container-ghcr": replace(
+            base,
+            registry=Registry(host="ghcr.io"),
+            ci=replace(JOB_CONTAINER["ci"], job_image=GHCR_JOB_IMAGE),
+        ),
     }
 
 
-__all__ = ["DIND_IMAGE", "JOB_IMAGE", "KEYLESS_GHCR", "NATIVE", "Image", "variants"]
+__all__ = [
+    "DIND_IMAGE",
+    "GHCR_JOB_IMAGE",
+    "JOB_IMAGE",
+    "KEYLESS_GHCR",
+    "NATIVE",
+    "Image",
+    "variants",
+]

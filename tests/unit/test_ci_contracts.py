@@ -117,6 +117,28 @@ def test_container_jobs_run_on_linux_and_trust_the_checkout(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_a_private_job_image_is_pulled_with_credentials(name: str) -> None:
+    """The runner pulls the job container's image before any step runs, so no login step can
+    help: "If the image's container registry requires authentication to pull the image, you can
+    use jobs.<job_id>.container.credentials" (Workflow syntax, `jobs.<job_id>.container`). A
+    package a private repository publishes to GHCR is private ("About permissions for GitHub
+    Packages"), and the job's GITHUB_TOKEN reads it with `packages: read` ("Publishing and
+    installing a package with GitHub Actions")."""
+    for job_id, job in _gh(name)["jobs"].items():
+        container = job.get("container")
+        if not container or not str(container["image"]).startswith("ghcr.io/"):
+            continue
+        assert container["credentials"] == {
+            "username": "${{ github.actor }}",
+            "password": "${{ secrets.GITHUB_TOKEN }}",
+        }, job_id
+        packages = job["permissions"].get("packages")
+        assert getattr(packages, "value", packages) in ("read", "write"), job_id
+    if name == "job-container-ghcr":
+        assert all("credentials" in job["container"] for job in _gh(name)["jobs"].values())
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_artifact_names_are_unique_in_a_run_and_outlive_the_approval_wait(name: str) -> None:
     """upload-artifact v4+: artifacts are immutable and a name can be uploaded once per run
     (actions/upload-artifact README, "Breaking Changes"; a job re-run uploads again: `overwrite`).
