@@ -77,9 +77,7 @@ class _Builder:
         self.keyless = spec.sign.keyless is not None
         self.platforms = sorted({p for image in spec.images for p in image.platforms})
         self.in_container = spec.ci.github_job_container and spec.ci.job_image is not None
-        self.job_image_on_ghcr = self.in_container and str(spec.ci.job_image).startswith(
-            GHCR + "/"
-        )
+        self.job_image_on_ghcr = self.in_container and str(spec.ci.job_image).startswith(GHCR + "/")
 
     # -- steps ------------------------------------------------------------------------------
 

@@ -16,7 +16,9 @@ Then the generated GitHub workflow, its jobs in containers of the same job image
 (`ci.github_job_container`) as GitHub's runner runs them (tests/support/github_container.py):
 each `runs-on` label a runner machine of its own, a dockerd that is not the host's, the builder
 made as docker/setup-buildx-action makes it. Its tag run and its native-runner fan-out publish
-the same per-platform digests again. The digests of every run are written to digests.json.
+the same per-platform digests again. The module's folder keeps the figures after the run:
+figures.json (each run's time and per-platform digests) and job-image.json (its reference,
+size per platform and release report).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from tests.support.ci_containers import (
     dind_image,
     helper_image,
     push_by_digest,
+    pushed_sizes,
     release_job_image,
     wait_image,
 )
@@ -81,7 +84,16 @@ class CI:
 
     def record(self, run: str, platforms: dict[str, str]) -> None:
         self.digests[run] = platforms
-        (self.work / "digests.json").write_text(json.dumps(self.digests, indent=2) + "\n")
+        self.save()
+
+    def took(self, step: str, seconds: float) -> None:
+        self.timings[step] = round(seconds, 1)
+        self.save()
+
+    def save(self) -> None:
+        """The figures so far, kept in the module's folder after the run (no `-s` needed)."""
+        figures = {"timings": self.timings, "digests": self.digests}
+        (self.work / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
 
 
 def bridge_env(bench: Bench, registry: RegistryServer, provisioned: Provisioned) -> dict[str, str]:
@@ -113,8 +125,19 @@ def ci(bench: Bench, runner: Runner, tmp_path_factory: pytest.TempPathFactory) -
             dind_image(runner), registry, "pipeline/dind", runner, provisioned.docker_config
         )
         ci = CI(registry, provisioned, repo, job_image, dind, work)
-        ci.timings["job image released"] = job_image.seconds
-        ci.timings["set-up"] = time.monotonic() - started
+        ci.took("job image released", job_image.seconds)
+        (work / "job-image.json").write_text(
+            json.dumps(
+                {
+                    "reference": job_image.reference,
+                    "sizes": pushed_sizes(registry, job_image.reference),
+                    "release": job_image.report,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+        ci.took("set-up", time.monotonic() - started)
         yield ci
     finally:
         registry.stop()
@@ -280,7 +303,7 @@ def test_merge_request_pipeline_in_containers_pushes_nothing(ci: CI, bench: Benc
     }
     result, seconds = _gitlab_ci_local(ci, bench, "workflows/gitlab-ci.yml", variables)
     log = result.stdout + result.stderr
-    ci.timings["merge-request pipeline"] = seconds
+    ci.took("merge-request pipeline", seconds)
     (ci.work / "merge-request-pipeline.log").write_text(log)
     assert result.returncode == 0, log[-8000:]
     assert "PASS  merge-request" in log
@@ -301,7 +324,7 @@ def test_tag_pipeline_in_containers_publishes_what_a_local_release_does(
         ci, bench, "workflows/gitlab-ci.yml", _tag_pipeline(TAG), manual=("production",)
     )
     log = result.stdout + result.stderr
-    ci.timings["tag pipeline"] = seconds
+    ci.took("tag pipeline", seconds)
     (ci.work / "tag-pipeline.log").write_text(log)
     assert result.returncode == 0, log[-8000:]
     jobs = ("build", "scan", "sign", "publish", "release", "production")
@@ -363,7 +386,7 @@ def test_native_runner_fan_out_in_containers_gives_the_qemu_digests(ci: CI, benc
         ci, bench, ".gitlab-ci-native.yml", _tag_pipeline(TAG), concurrency=1
     )
     log = result.stdout + result.stderr
-    ci.timings["native fan-out pipeline"] = seconds
+    ci.took("native fan-out pipeline", seconds)
     assert result.returncode == 0, log[-8000:]
     for job in ("preflight", "build:linux-amd64", "build:linux-arm64", "build", "publish"):
         assert f"PASS  {job}" in log
@@ -422,7 +445,7 @@ def github_ci(ci: CI, bench: Bench, runner: Runner) -> Iterator[GitHubCI]:
             str(work / "probe"),
         )
         assert probe.returncode != 0, "the runner machine's default builder exported OCI"
-        ci.timings["github runner machines"] = time.monotonic() - started
+        ci.took("github runner machines", time.monotonic() - started)
         yield GitHubCI(machines, buildkit, work)
 
 
@@ -485,7 +508,7 @@ def test_github_tag_run_in_containers_publishes_what_a_local_release_does(
         runner.run({"jobs": untrusted}, _tag_event())
     started = time.monotonic()
     ran = runner.run(workflow, _tag_event())
-    ci.timings["github tag run"] = time.monotonic() - started
+    ci.took("github tag run", time.monotonic() - started)
     (github_ci.work / "tag-run.log").write_text("\n".join(runner.log))
     assert ran == ["build", "scan", "sign", "publish", "github-release", "production"]
     assert {label for _, label in runner.jobs_seen} == {GITHUB_LABELS[0]}
@@ -511,7 +534,7 @@ def test_github_native_fan_out_in_containers_gives_the_qemu_digests(
     workflow = _github_workflow(ci, github_runners=NATIVE["ci"].github_runners)
     started = time.monotonic()
     ran = runner.run(workflow, _tag_event())
-    ci.timings["github native fan-out run"] = time.monotonic() - started
+    ci.took("github native fan-out run", time.monotonic() - started)
     (github_ci.work / "native-run.log").write_text("\n".join(runner.log))
     assert ran[:4] == ["preflight", "build-linux-amd64", "build-linux-arm64", "build"], ran
     seen = dict(runner.jobs_seen)

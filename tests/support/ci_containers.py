@@ -367,3 +367,25 @@ def release_job_image(repo: ReleaseRepo, wheels: Path, env: dict[str, str]) -> J
         report=report,
         seconds=time.monotonic() - started,
     )
+
+
+def pushed_sizes(registry: RegistryServer, reference: str) -> dict[str, int]:
+    """Per platform, the bytes a pull of `repository@index` transfers: the image's config and
+    compressed layers (attestation manifests left out)."""
+    repository, _, digest = reference.partition("/")[2].partition("@")
+    sizes = {}
+    with registry.client() as client:
+        index = client.resolve(repository, digest)
+        assert index is not None, reference
+        for entry in index.document["manifests"]:
+            platform = entry.get("platform", {})
+            if platform.get("os") in (None, "unknown"):
+                continue
+            manifest = client.resolve(repository, entry["digest"])
+            assert manifest is not None, entry
+            body = manifest.document
+            key = "/".join(
+                filter(None, (platform["os"], platform["architecture"], platform.get("variant")))
+            )
+            sizes[key] = body["config"]["size"] + sum(layer["size"] for layer in body["layers"])
+    return sizes
