@@ -16,6 +16,8 @@ step. Permissions: `contents: read` at the top; each job adds only what it needs
 
 from __future__ import annotations
 
+import json
+import posixpath
 import re
 from collections.abc import Mapping
 
@@ -65,6 +67,18 @@ def sarif_category(image: str, platform: str) -> str:
     """One code-scanning category per image and platform: github.com rejects several SARIF
     runs under one category (codeql-action#3051)."""
     return f"trivy-{image}-{paths.platform_slug(platform)}"
+
+
+def builder_registry_config(spec: Spec, spec_path: str) -> str:
+    """buildkitd.toml naming the registry's CA for setup-buildx-action, or "" when the registry
+    has none (or is the built-in local one, whose CA is the sandbox's). The CA path is relative
+    to the checkout: buildx reads the files a buildkitd.toml names from its working directory,
+    the workspace, and copies them into the builder (buildx `confutil.LoadConfigFiles`)."""
+    ca_file = spec.registry.ca_file
+    if not ca_file or spec.registry.host == LOCAL_REGISTRY:
+        return ""
+    path = posixpath.normpath(posixpath.join(posixpath.dirname(spec_path), ca_file))
+    return f"[registry.{json.dumps(spec.registry.host)}]\n  ca = [{json.dumps(path)}]\n"
 
 
 class _Builder:
@@ -120,7 +134,15 @@ class _Builder:
         )
 
     def buildx(self) -> Step:
-        return Step(name="Set up Docker Buildx", uses=pins.SETUP_BUILDX)
+        """The docker-container builder. A registry with a private CA (`registry.ca_file`)
+        gets it in the builder's buildkitd.toml: BuildKit runs in its own container, so the
+        runner's trust store does not reach its base-image pulls and registry cache."""
+        config = builder_registry_config(self.spec, self.spec_path)
+        return Step(
+            name="Set up Docker Buildx",
+            uses=pins.SETUP_BUILDX,
+            with_={"buildkitd-config-inline": config} if config else {},
+        )
 
     def cosign(self) -> list[Step]:
         """The installer checks the sha256 of its bootstrap cosign and the signature of the

@@ -15,6 +15,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.scalarstring import LiteralScalarString
 
 from pipeline.emit.pins import Pin
 
@@ -40,6 +41,8 @@ def _convert(value: Any) -> Any:
         return node
     if isinstance(value, Sequence) and not isinstance(value, str):
         return CommentedSeq(_convert(item) for item in value)
+    if isinstance(value, str) and "\n" in value.rstrip("\n"):
+        return LiteralScalarString(value)  # a file's text, as `|` block: readable in review
     return value
 
 

@@ -59,6 +59,10 @@ def variants(base: Spec) -> dict[str, Spec]:
         "native-runners": replace(base, **NATIVE),
         "two-images": two_images(base),
         "job-container": replace(base, **JOB_CONTAINER),
+        # A registry behind a private CA, which the builder's BuildKit must be given.
+        "private-ca": replace(
+            base, registry=Registry(host="registry.example.com", ca_file="certs/registry-ca.pem")
+        ),
         # Private by default on GHCR: the runner needs the job's token to pull the job image.
         "job-container-ghcr": replace(
             base,

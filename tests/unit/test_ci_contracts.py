@@ -5,8 +5,10 @@ are enforced by the services, not by any linter or local runner, so they are wri
 
 from __future__ import annotations
 
+import posixpath
 import re
 import secrets
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +138,27 @@ def test_a_private_job_image_is_pulled_with_credentials(name: str) -> None:
         assert getattr(packages, "value", packages) in ("read", "write"), job_id
     if name == "job-container-ghcr":
         assert all("credentials" in job["container"] for job in _gh(name)["jobs"].values())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_builder_trusts_the_registrys_private_ca(name: str) -> None:
+    """setup-buildx-action's default driver is docker-container: BuildKit runs in a container of
+    its own, which the runner's trust store does not reach, so its base-image pulls and registry
+    cache need the CA in its buildkitd.toml ("Configure BuildKit": `--buildkitd-config`; the
+    action's `buildkitd-config-inline` input). buildx copies each CA file the config names into
+    the builder, read from its working directory, the workspace (buildx
+    util/confutil/container.go, `LoadConfigFiles`): the path is relative to the checkout."""
+    spec = VARIANTS[name]
+    setups = [s for job in _gh(name)["jobs"].values() for s in job["steps"]]
+    setups = [s for s in setups if _uses(s, pins.SETUP_BUILDX)]
+    assert setups
+    if spec.registry.ca_file is None:
+        assert all("buildkitd-config-inline" not in s.get("with", {}) for s in setups)
+        return
+    config = tomllib.loads(setups[0]["with"]["buildkitd-config-inline"])
+    ca = posixpath.join("sample-app", spec.registry.ca_file)
+    assert config == {"registry": {spec.registry.host: {"ca": [ca]}}}
+    assert all(s["with"] == setups[0]["with"] for s in setups)
 
 
 @pytest.mark.parametrize("name", NAMES)
