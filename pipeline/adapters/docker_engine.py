@@ -10,6 +10,7 @@ import http.client
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -109,9 +110,9 @@ def run_container(image: str, command: list[str], *, platform: str, timeout: int
     return output.decode("utf-8", "replace") if isinstance(output, bytes) else str(output)
 
 
-# One pull at a time from this process: the engine's containerd store can refuse the second of two
-# concurrent pulls that share a layer ("already exists", containerd/containerd#1240), and the
-# per-platform images of one release share their COPY layers.
+# One pull at a time from this process. Concurrent pulls that share layers have failed in
+# containerd's store (containerd/containerd#1240), the engine's store here, and the platform
+# images of one release share layers; the pulls are not what makes a smoke test slow.
 _PULLS = threading.Lock()
 PULL_ATTEMPTS = 2
 
@@ -140,6 +141,7 @@ def pull(
                 problem = str(exc.explanation)
         if not problem:
             return
+        time.sleep(1)
     raise EnvironmentProblem(f"docker could not pull {ref} for {platform}: {problem}")
 
 
