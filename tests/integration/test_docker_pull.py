@@ -39,7 +39,7 @@ def test_both_platforms_pulled_at_once_are_both_there(bench: Bench) -> None:
         platform, digest = item
         ref = f"{repository}@{digest}"
         docker_engine.pull(ref, platform=platform, auth=_auth(bench))
-        return docker_engine.client().images.get(ref).attrs["Architecture"]
+        return str(docker_engine.client().images.get(ref).attrs["Architecture"])
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         architectures = list(pool.map(one, sorted(platforms.items())))
