@@ -49,15 +49,29 @@ def _not(argument: str, value: object, what: str, close: str | None = None) -> S
 # --- shared validators -------------------------------------------------------------------------
 
 
-def is_repository(text: str) -> bool:
-    """A path inside a registry (`acme/web`): lowercase components, no host, no scheme."""
+def is_repository(text: str, *, host_known: bool = False) -> bool:
+    """A path inside a registry (`acme/web`): lowercase components, no host, no scheme.
+
+    Standing alone, a first component with a dot is refused: `ghcr.io/acme/web` matches the
+    path grammar, but every client reads `ghcr.io` as a host. Once a host precedes it
+    (`host_known`), a dotted first component is a path like any other: GitLab groups and Harbor
+    projects may hold dots (`registry.gitlab.com/acme.io/web`)."""
     if not isinstance(text, str) or len(text) > MAX_NAME_LENGTH:
         return False
     if not _REPOSITORY.fullmatch(text):
         return False
     first, _, rest = text.partition("/")
-    # `ghcr.io/acme/web` matches the path grammar but every client reads `ghcr.io` as a host.
-    return not (rest and looks_like_host(first))
+    return host_known or not (rest and looks_like_host(first))
+
+
+def is_repository_at(text: str, host: str) -> bool:
+    """A repository under the spec's registry `host`: a dotted first component is a path there
+    (what `pipeline init` writes for a GitLab group `acme.io`), unless it is that host itself,
+    has a port or is `localhost`. Under `local`, whose host a run may replace, the standalone
+    rule holds."""
+    first = text.partition("/")[0] if isinstance(text, str) else ""
+    names_a_host = first == host or ":" in first or first == "localhost"
+    return is_repository(text, host_known=host != LOCAL_HOST and not names_a_host)
 
 
 def is_host(text: str) -> bool:
@@ -138,8 +152,8 @@ def suggest_tag(text: str) -> str | None:
     return guess if guess != text and is_tag(guess) else None
 
 
-def check_repository(text: str, argument: str) -> str:
-    if not is_repository(text):
+def check_repository(text: str, argument: str, *, host_known: bool = False) -> str:
+    if not is_repository(text, host_known=host_known):
         raise _not(argument, text, REPOSITORY_WHAT, suggest_repository(text))
     return text
 
@@ -240,7 +254,9 @@ class DigestRef:
     def __post_init__(self) -> None:
         if self.host is not None:
             check_host(self.host, "reference host")
-        check_repository(self.repository, "reference repository")
+        check_repository(
+            self.repository, "reference repository", host_known=self.host is not None
+        )
         if not isinstance(self.digest, Digest):
             object.__setattr__(self, "digest", Digest(self.digest))
 
@@ -298,7 +314,7 @@ class ImageRef:
         host, repository = _split_name(rest)
         ok = (
             (host is None or is_host(host))
-            and is_repository(repository)
+            and is_repository(repository, host_known=host is not None)
             and (tag is None or is_tag(tag))
             and len(rest) <= MAX_NAME_LENGTH
         )

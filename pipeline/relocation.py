@@ -31,7 +31,7 @@ def repository_base(environ: Mapping[str, str]) -> tuple[str, str] | None:
             "$CI_REGISTRY_IMAGE)"
         )
     refs.check_host(host, BASE_ENV)
-    refs.check_repository(path, BASE_ENV)
+    refs.check_repository(path, BASE_ENV, host_known=True)
     return host, path
 
 
@@ -47,5 +47,7 @@ def relocate(spec: Spec, environ: Mapping[str, str]) -> Spec:
         for image in spec.images
     )
     for image in images:
-        refs.check_repository(image.repository, f"{BASE_ENV} (image {image.name})")
+        refs.check_repository(
+            image.repository, f"{BASE_ENV} (image {image.name})", host_known=True
+        )
     return dataclasses.replace(spec, images=images)

@@ -90,7 +90,7 @@ def validate(spec: Spec, base_dir: Path) -> None:
     check_types(spec)
     _check_project(spec)
     for index, image in enumerate(spec.images):
-        _check_image(image, f"images[{index}]", base_dir)
+        _check_image(image, f"images[{index}]", base_dir, spec.registry.host)
     _check_unique(spec.images)
     _check_release_tags(spec)
     _check_registry(spec)
@@ -146,7 +146,7 @@ def _check_project(spec: Spec) -> None:
         raise fail("images", spec.images, "a non-empty tuple of Image(...) values")
 
 
-def _check_image(image: Image, path: str, base: Path) -> None:
+def _check_image(image: Image, path: str, base: Path, registry_host: str) -> None:
     if not IMAGE_NAME.fullmatch(image.name):
         close = re.sub(r"[^A-Za-z0-9._-]+", "-", image.name.strip()).strip("._-")[:64]
         raise fail(
@@ -155,7 +155,13 @@ def _check_image(image: Image, path: str, base: Path) -> None:
             "an image name (letters, digits, '.', '_', '-'; at most 64)",
             close or None,
         )
-    refs_repository(image.repository, f"{path}.repository")
+    if not refs.is_repository_at(image.repository, registry_host):
+        raise fail(
+            f"{path}.repository",
+            image.repository,
+            refs.REPOSITORY_WHAT,
+            refs.suggest_repository(image.repository),
+        )
     if not image.platforms:
         raise fail(
             f"{path}.platforms", image.platforms, "a non-empty tuple of platforms", ("linux/amd64",)
@@ -404,7 +410,7 @@ def _check_cache(spec: Spec) -> None:
                 "build.cache.ref", cache.ref, "a cache repository (host/path) for type='registry'"
             )
         host, _, repository = cache.ref.partition("/")
-        if not refs.is_host(host) or not refs.is_repository(repository):
+        if not refs.is_host(host) or not refs.is_repository(repository, host_known=True):
             raise fail("build.cache.ref", cache.ref, "a cache repository: host[:port]/path, no tag")
         if repository in {image.repository for image in spec.images}:
             raise fail(

@@ -287,3 +287,19 @@ def test_advice_names_the_fix() -> None:
     assert line.startswith("api/Dockerfile:3: runs as USER root (the release would stop); fix:")
     assert "USER 10001:10001" in line
     assert set(changes.FIXES) >= {"dockerignore", "non_root_user", "no_secret_args"}
+
+
+def test_a_gitlab_group_with_a_dot_gives_a_spec_that_loads(tmp_path: Path) -> None:
+    """GitLab group and project paths may hold dots ("Path can contain only letters, digits,
+    '_', '-' and '.'"): the repository init writes under registry.gitlab.com is a path there,
+    not a host, and the spec it renders must load."""
+    files = {"Dockerfile": "FROM debian:bookworm-slim\n"}
+    root = _tree(tmp_path, files)
+    parsed = [dockerfiles.parse(P(n), t) for n, t in files.items()]
+    dest = remote.destination(remote.parse_url("origin", "git@gitlab.com:acme.io/shop.git"), "x")
+    text = render.release_py(render.image_drafts(parsed, dest.project), dest, "main")
+    spec = load_spec(root / "release.py", text).spec
+    assert (spec.registry.host, spec.images[0].repository) == (
+        "registry.gitlab.com",
+        "acme.io/shop",
+    )

@@ -305,3 +305,29 @@ def test_suggest_host(text: str, close: str | None) -> None:
 def test_split_host(host: str, expected: tuple[str, int | None], loopback: bool) -> None:
     assert refs.split_host(host) == expected
     assert refs.is_loopback(host) is loopback
+
+
+def test_after_a_host_a_dotted_first_component_is_a_path() -> None:
+    """`registry.gitlab.com/acme.io/web`: the host is named, so `acme.io` is a group."""
+    assert not refs.is_repository("acme.io/web")
+    assert refs.is_repository("acme.io/web", host_known=True)
+    assert not refs.is_repository("Acme.io/web", host_known=True)  # the grammar still holds
+    ref = refs.ImageRef.parse(f"registry.gitlab.com/acme.io/web@sha256:{'a' * 64}")
+    assert (ref.host, ref.repository) == ("registry.gitlab.com", "acme.io/web")
+    digest = refs.DigestRef.parse(f"registry.gitlab.com/acme.io/web@sha256:{'a' * 64}")
+    assert digest.name == "registry.gitlab.com/acme.io/web"
+
+
+@pytest.mark.parametrize(
+    ("repository", "host", "ok"),
+    [
+        ("acme.io/web", "registry.gitlab.com", True),
+        ("acme/web", "registry.gitlab.com", True),
+        ("registry.gitlab.com/acme/web", "registry.gitlab.com", False),  # the host itself
+        ("localhost/web", "registry.gitlab.com", False),
+        ("acme.io/web", "local", False),  # a run may name another host: the standalone rule
+        ("acme/web", "local", True),
+    ],
+)
+def test_is_repository_at(repository: str, host: str, ok: bool) -> None:
+    assert refs.is_repository_at(repository, host) is ok

@@ -59,3 +59,12 @@ def test_a_bad_base_names_the_variable(text: str, says: str) -> None:
         relocate(ONE, {"PIPELINE_REPOSITORY_BASE": text})
     assert says in str(info.value)
     assert str(info.value).startswith("PIPELINE_REPOSITORY_BASE")
+
+
+def test_a_base_under_a_dotted_group_is_a_path() -> None:
+    """$CI_REGISTRY_IMAGE of a project in the GitLab group `acme.io`."""
+    environ = {"PIPELINE_REPOSITORY_BASE": "registry.gitlab.com/acme.io/shop"}
+    assert [i.repository for i in relocate(TWO, environ).images] == [
+        "acme.io/shop/web",
+        "acme.io/shop/worker",
+    ]
