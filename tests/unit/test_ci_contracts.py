@@ -124,8 +124,9 @@ def test_a_private_job_image_is_pulled_with_credentials(name: str) -> None:
     help: "If the image's container registry requires authentication to pull the image, you can
     use jobs.<job_id>.container.credentials" (Workflow syntax, `jobs.<job_id>.container`). A
     package a private repository publishes to GHCR is private ("About permissions for GitHub
-    Packages"), and the job's GITHUB_TOKEN reads it with `packages: read` ("Publishing and
-    installing a package with GitHub Actions")."""
+    Packages"), and the job's GITHUB_TOKEN reads it with `packages: read`; the repository whose
+    workflow published the package, and any repository connected to it, get that access ("About
+    GitHub Packages with GitHub Actions")."""
     for job_id, job in _gh(name)["jobs"].items():
         container = job.get("container")
         if not container or not str(container["image"]).startswith("ghcr.io/"):
