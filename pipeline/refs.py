@@ -254,9 +254,7 @@ class DigestRef:
     def __post_init__(self) -> None:
         if self.host is not None:
             check_host(self.host, "reference host")
-        check_repository(
-            self.repository, "reference repository", host_known=self.host is not None
-        )
+        check_repository(self.repository, "reference repository", host_known=self.host is not None)
         if not isinstance(self.digest, Digest):
             object.__setattr__(self, "digest", Digest(self.digest))
 

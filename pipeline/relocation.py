@@ -47,7 +47,5 @@ def relocate(spec: Spec, environ: Mapping[str, str]) -> Spec:
         for image in spec.images
     )
     for image in images:
-        refs.check_repository(
-            image.repository, f"{BASE_ENV} (image {image.name})", host_known=True
-        )
+        refs.check_repository(image.repository, f"{BASE_ENV} (image {image.name})", host_known=True)
     return dataclasses.replace(spec, images=images)
