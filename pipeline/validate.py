@@ -155,13 +155,7 @@ def _check_image(image: Image, path: str, base: Path, registry_host: str) -> Non
             "an image name (letters, digits, '.', '_', '-'; at most 64)",
             close or None,
         )
-    if not refs.is_repository_at(image.repository, registry_host):
-        raise fail(
-            f"{path}.repository",
-            image.repository,
-            refs.REPOSITORY_WHAT,
-            refs.suggest_repository(image.repository),
-        )
+    refs_repository(image.repository, f"{path}.repository", registry_host)
     if not image.platforms:
         raise fail(
             f"{path}.platforms", image.platforms, "a non-empty tuple of platforms", ("linux/amd64",)
@@ -245,8 +239,9 @@ def _check_base_image_arg(image: Image, path: str, dockerfile: Path) -> None:
     raise fail(f"{path}.base_image_arg", image.base_image_arg, what, close)
 
 
-def refs_repository(value: str, path: str) -> None:
-    if not refs.is_repository(value):
+def refs_repository(value: str, path: str, host: str) -> None:
+    """A repository under `host` (see `refs.is_repository_at`)."""
+    if not refs.is_repository_at(value, host):
         raise fail(path, value, refs.REPOSITORY_WHAT, refs.suggest_repository(value))
 
 
@@ -681,7 +676,7 @@ def _check_publish(spec: Spec) -> None:
         path = f"publish.mirrors[{index}]"
         refs_host(mirror.host, f"{path}.host")
         if mirror.repository is not None:
-            refs_repository(mirror.repository, f"{path}.repository")
+            refs_repository(mirror.repository, f"{path}.repository", mirror.host)
         _env_name(mirror.username_env, f"{path}.username_env")
         _env_name(mirror.password_env, f"{path}.password_env")
         _both_or_neither(mirror.username_env, mirror.password_env, path)

@@ -330,12 +330,11 @@ class _Builder:
         elsewhere is pulled anonymously, so it must be public there."""
         if not self.in_container:
             return {}
-        if not self.job_image_on_ghcr:
-            return {"image": self.ci.job_image}
-        return {
-            "image": self.ci.job_image,
-            "credentials": {"username": "${{ github.actor }}", "password": _secret("GITHUB_TOKEN")},
-        }
+        container: dict[str, object] = {"image": self.ci.job_image}
+        if self.job_image_on_ghcr:
+            token = _secret("GITHUB_TOKEN")
+            container["credentials"] = {"username": "${{ github.actor }}", "password": token}
+        return container
 
     def jobs(self) -> dict[str, Job]:
         jobs: dict[str, Job] = {}

@@ -16,6 +16,7 @@ import pytest
 from pipeline.adapters import docker_engine
 from pipeline.adapters.registry import Manifest
 from pipeline.errors import EnvironmentProblem
+from pipeline.oci import platform_digests
 from tests.support.bench import Bench
 
 
@@ -28,11 +29,7 @@ def test_both_platforms_pulled_at_once_are_both_there(bench: Bench) -> None:
     with bench.client() as client:
         manifest = client.resolve(repository.partition("/")[2], index)
     assert manifest is not None and manifest.is_index
-    platforms = {
-        f"{m['platform']['os']}/{m['platform']['architecture']}": m["digest"]
-        for m in manifest.document["manifests"]
-        if m.get("platform", {}).get("os") == "linux"
-    }
+    platforms = platform_digests(manifest.document)
     assert {"linux/amd64", "linux/arm64"} <= set(platforms)
 
     def one(item: tuple[str, str]) -> str:

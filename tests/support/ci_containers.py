@@ -47,6 +47,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pipeline.adapters.pip import pip_command
 from pipeline.adapters.runner import Runner
+from pipeline.oci import platform_digests
+from pipeline.refs import DigestRef
 from pipeline.sandbox import baseimage
 from pipeline.sandbox.local import Provisioned, provision
 from pipeline.sandbox.registry import RegistryServer, free_port
@@ -372,20 +374,16 @@ def release_job_image(repo: ReleaseRepo, wheels: Path, env: dict[str, str]) -> J
 def pushed_sizes(registry: RegistryServer, reference: str) -> dict[str, int]:
     """Per platform, the bytes a pull of `repository@index` transfers: the image's config and
     compressed layers (attestation manifests left out)."""
-    repository, _, digest = reference.partition("/")[2].partition("@")
+    ref = DigestRef.parse(reference)
     sizes = {}
     with registry.client() as client:
-        index = client.resolve(repository, digest)
+        index = client.resolve(ref.repository, ref.digest_str)
         assert index is not None, reference
-        for entry in index.document["manifests"]:
-            platform = entry.get("platform", {})
-            if platform.get("os") in (None, "unknown"):
-                continue
-            manifest = client.resolve(repository, entry["digest"])
-            assert manifest is not None, entry
+        for platform, digest in platform_digests(index.document).items():
+            manifest = client.resolve(ref.repository, digest)
+            assert manifest is not None, digest
             body = manifest.document
-            key = "/".join(
-                filter(None, (platform["os"], platform["architecture"], platform.get("variant")))
+            sizes[platform] = body["config"]["size"] + sum(
+                layer["size"] for layer in body["layers"]
             )
-            sizes[key] = body["config"]["size"] + sum(layer["size"] for layer in body["layers"])
     return sizes

@@ -743,3 +743,22 @@ def test_platform_arguments_are_checked_before_anything_runs() -> None:
     with pytest.raises(SpecError) as two:
         check_platform_arguments(("linux/amd64", "linux/arm64"), "--platform", at_most=1)
     assert "exactly one platform" in two.value.message
+
+
+def test_a_dotted_group_under_a_named_host_is_a_path(tmp_path: Path) -> None:
+    """Under the spec's registry or a mirror's host, `acme.io/web` is a GitLab group's path;
+    under `local`, whose host a run may replace, it still reads as a host."""
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    image = Image(name="web", repository="acme.io/web")
+    mirror = Mirror(host="registry.gitlab.com", repository="acme.io/mirror")
+    validate(
+        Spec(
+            name="app",
+            images=(image,),
+            registry=Registry(host="registry.gitlab.com"),
+            publish=PublishPolicy(mirrors=(mirror,)),
+        ),
+        tmp_path,
+    )
+    with pytest.raises(SpecError, match=r"images\[0\]\.repository"):
+        validate(Spec(name="app", images=(image,)), tmp_path)
